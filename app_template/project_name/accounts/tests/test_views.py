@@ -1,0 +1,57 @@
+"""GET /api/me/: who the Bearer token belongs to, and nothing for anyone else."""
+import base64
+import json
+
+import jwt
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.django_db
+
+
+def _bearer(token):
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def _claims(token):
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def test_me_returns_username(client, tokens):
+    response = client.get("/api/me/", **_bearer(tokens["access"]))
+    assert response.status_code == 200
+    assert response.json()["username"] == "alice"
+
+
+def test_me_without_token_is_401(client):
+    response = client.get("/api/me/")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_me_with_token_signed_by_another_key_is_401(client, tokens):
+    forged = jwt.encode(_claims(tokens["access"]), "another-key-" * 4, algorithm="HS256")
+    response = client.get("/api/me/", **_bearer(forged))
+    assert response.status_code == 401
+
+
+def test_me_with_alg_none_token_is_401(client, tokens):
+    def b64(part):
+        return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+    unsigned = f'{b64({"alg": "none", "typ": "JWT"})}.{b64(_claims(tokens["access"]))}.'
+    response = client.get("/api/me/", **_bearer(unsigned))
+    assert response.status_code == 401
+
+
+def test_me_with_refresh_token_is_401(client, tokens):
+    response = client.get("/api/me/", **_bearer(tokens["refresh"]))
+    assert response.status_code == 401
+
+
+def test_me_with_valid_signature_but_expired_token_is_401(client, tokens):
+    claims = _claims(tokens["access"]) | {"exp": 1}
+    key = settings.SIMPLE_JWT["SIGNING_KEY"]
+    expired = jwt.encode(claims, key, algorithm="HS256")
+    response = client.get("/api/me/", **_bearer(expired))
+    assert response.status_code == 401

@@ -1,0 +1,35 @@
+"""JSON error bodies for everything the API can answer with.
+
+DRF already renders its own exceptions as JSON; this adds a stable shape and
+covers the errors Django raises outside DRF (unknown URL, bad Host header,
+uncaught exception), which would otherwise be HTML pages.
+"""
+import logging
+
+from django.http import JsonResponse
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+def json_exception_handler(exc, context):
+    response = exception_handler(exc, context)
+    if response is not None and not isinstance(response.data, dict):
+        response.data = {"detail": response.data}
+    return response
+
+
+def bad_request(request, exception=None):
+    return JsonResponse({"detail": "Bad request."}, status=400)
+
+
+def permission_denied(request, exception=None):
+    return JsonResponse({"detail": "Permission denied."}, status=403)
+
+
+def not_found(request, exception=None):
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def server_error(request):
+    return JsonResponse({"detail": "Internal server error."}, status=500)

@@ -1,0 +1,74 @@
+"""The JWT token endpoints: obtain, refresh, verify, blacklist."""
+import pytest
+
+from conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_obtain_returns_access_and_refresh(client, user):
+    response = client.post("/api/token/", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 200
+    assert set(response.json()) == {"access", "refresh"}
+
+
+def test_obtain_with_wrong_password_is_401(client, user):
+    response = client.post("/api/token/", {"username": "alice", "password": "nope"})
+    assert response.status_code == 401
+    assert "detail" in response.json()
+
+
+def test_obtain_for_unknown_user_is_401(client, db):
+    response = client.post("/api/token/", {"username": "bob", "password": PASSWORD})
+    assert response.status_code == 401
+
+
+def test_refresh_returns_new_access(client, tokens):
+    response = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    assert response.status_code == 200
+    assert response.json()["access"] != tokens["access"]
+
+
+def test_refresh_with_garbage_is_401(client, db):
+    response = client.post("/api/token/refresh/", {"refresh": "not-a-token"})
+    assert response.status_code == 401
+
+
+def test_refresh_token_is_single_use(client, tokens):
+    first = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    assert first.status_code == 200
+    again = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    assert again.status_code == 401
+
+
+def test_verify_accepts_valid_token(client, tokens):
+    response = client.post("/api/token/verify/", {"token": tokens["access"]})
+    assert response.status_code == 200
+
+
+def test_verify_rejects_tampered_token(client, tokens):
+    tampered = tokens["access"][:-2] + ("AA" if not tokens["access"].endswith("AA") else "BB")
+    response = client.post("/api/token/verify/", {"token": tampered})
+    assert response.status_code == 401
+
+
+def test_blacklisted_refresh_is_refused(client, tokens):
+    response = client.post("/api/token/blacklist/", {"refresh": tokens["refresh"]})
+    assert response.status_code == 200
+    response = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    assert response.status_code == 401
+
+
+def test_malformed_json_is_400_with_json_body(client, db):
+    response = client.post(
+        "/api/token/", data='{"username": ', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert "detail" in response.json()
+
+
+def test_unknown_path_is_404_with_json_body(client, db):
+    response = client.get("/no/such/path")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}

@@ -1,0 +1,33 @@
+"""Liveness and readiness probes."""
+import pytest
+from django.db import OperationalError
+
+
+def test_healthz_is_200(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_is_200_when_database_answers(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["database"] == "ok"
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_database_fails(client, monkeypatch):
+    from django.db import connection
+
+    def broken_cursor(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(connection, "cursor", broken_cursor)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["database"] == "down"
+
+
+def test_readyz_rejects_post(client):
+    assert client.post("/readyz").status_code == 405
