@@ -1,0 +1,115 @@
+# One entry point for people and CI. `make demo` deploys to a local container
+# host; `make test` installs everything it needs and runs every check.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := $(CURDIR)/.venv
+APP_VENV := $(CURDIR)/.venv-app
+BUILD := $(CURDIR)/build
+# Python package name the demo and the tests render app_template with.
+PROJECT_NAME ?= demoapi
+# Debian releases `make test` runs the default scenario on.
+DISTROS ?= bookworm trixie
+SCENARIO ?= default
+MOLECULE_DISTRO ?= bookworm
+
+export PATH := $(VENV)/bin:$(PATH)
+export CONTAINERS_CONF := $(CURDIR)/molecule/_shared/containers.conf
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Extra CAs the target hosts must trust (for example a TLS-intercepting proxy
+# in front of PyPI). Defaults to this machine's own trust store.
+export EXTRA_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+export PY_COLORS := 1
+export ANSIBLE_FORCE_COLOR := 1
+
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+HOST_PACKAGES := podman runc debootstrap uidmap slirp4netns openssh-client \
+	postgresql python3-venv rsync curl
+
+.PHONY: help bootstrap host-packages images render lint app-test test \
+	test-scenario molecule-all demo demo-destroy clean
+
+help:
+	@echo "make demo            deploy the whole stack to a local container host"
+	@echo "make demo-destroy    remove that host"
+	@echo "make test            install what is needed, then lint and run every test"
+	@echo "make test-scenario SCENARIO=name [MOLECULE_DISTRO=trixie]"
+	@echo "make lint            yamllint and ansible-lint only"
+	@echo "make app-test        the Django app's own tests against PostgreSQL"
+
+## Set-up ---------------------------------------------------------------
+
+bootstrap: host-packages $(VENV)/.installed $(APP_VENV)/.installed
+
+host-packages:
+	@missing=""; for p in $(HOST_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(APP_VENV)/.installed: app_template/requirements/test.txt
+	python3 -m venv $(APP_VENV)
+	$(APP_VENV)/bin/pip install -q --require-hashes -r app_template/requirements/test.txt
+	touch $@
+
+# Target images, rebuilt only when their build script changes.
+images: host-packages
+	@for d in $(DISTROS); do molecule/_shared/build-image.sh $$d; done
+
+# Render app_template the way a user starts a project; the deploy ships this.
+render: $(APP_VENV)/.installed
+	rm -rf $(BUILD)/app
+	mkdir -p $(BUILD)/app
+	$(APP_VENV)/bin/django-admin startproject --template=app_template $(PROJECT_NAME) $(BUILD)/app
+
+## Checks ---------------------------------------------------------------
+
+lint: $(VENV)/.installed
+	yamllint --strict .
+	ansible-lint --profile production
+
+# The app's tests need a PostgreSQL they may create test databases in: this
+# machine's own cluster, with a role made for the purpose.
+app-test: host-packages $(APP_VENV)/.installed
+	@cluster="$$(pg_lsclusters --no-header | awk 'NR==1 {print $$1" "$$2}')"; \
+	  $(SUDO) pg_ctlcluster $$cluster start 2>/dev/null || true
+	$(SUDO) runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c \
+	  "DO \$$\$$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_test') THEN CREATE ROLE app_test LOGIN CREATEDB PASSWORD 'app_test'; END IF; END\$$\$$;"
+	rm -rf $(BUILD)/app-test
+	mkdir -p $(BUILD)/app-test
+	$(APP_VENV)/bin/django-admin startproject --template=app_template $(PROJECT_NAME) $(BUILD)/app-test
+	cd $(BUILD)/app-test && DJANGO_DB_HOST=localhost DJANGO_DB_NAME=app_test \
+	  DJANGO_DB_USER=app_test DJANGO_DB_PASSWORD=app_test $(APP_VENV)/bin/pytest -q
+
+test: bootstrap images lint app-test render
+	@for d in $(DISTROS); do \
+	  echo "=== molecule scenarios on $$d ==="; \
+	  MOLECULE_DISTRO=$$d molecule test --all || exit 1; \
+	done
+
+test-scenario: bootstrap render
+	DISTROS=$(MOLECULE_DISTRO) molecule/_shared/build-image.sh $(MOLECULE_DISTRO)
+	MOLECULE_DISTRO=$(MOLECULE_DISTRO) molecule test -s $(SCENARIO)
+
+## Demo -----------------------------------------------------------------
+
+demo: bootstrap render
+	molecule/_shared/build-image.sh bookworm
+	molecule/_shared/demo.sh up
+
+demo-destroy:
+	molecule/_shared/demo.sh down
+
+clean: demo-destroy
+	rm -rf $(BUILD)
