@@ -1,0 +1,204 @@
+"""Helpers shared by every scenario's testinfra suite.
+
+Requests go from the test machine to the ports the containers publish on
+127.0.0.1, over real TLS: the client checks the site's certificate against
+the one read from the host, and sends the site's name in SNI and Host.
+"""
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+PROJECT_DIR = os.environ.get(
+    "MOLECULE_PROJECT_DIRECTORY",
+    os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")),
+)
+
+
+def published_port(container, port):
+    """The 127.0.0.1 port podman publishes `port` of `container` on."""
+    out = subprocess.run(
+        ["podman", "port", container, f"{port}/tcp"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return int(out.strip().splitlines()[0].rsplit(":", 1)[1])
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header_values(self, name):
+        return self.headers.get_all(name) or []
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to `address` but speaks TLS and HTTP as `host`."""
+
+    def __init__(self, host, port, address, context, timeout):
+        super().__init__(host, port, context=context, timeout=timeout)
+        self._address = address
+
+    def connect(self):
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+@dataclass
+class Site:
+    """The deployed site as a client on the test machine reaches it."""
+
+    domain: str
+    https_port: int
+    http_port: int
+    cafile: str
+    address: str = "127.0.0.1"
+    timeout: float = 15.0
+    _context: ssl.SSLContext = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._context = ssl.create_default_context(cafile=self.cafile)
+
+    def tls_context(self, **versions):
+        """A verifying context limited to the given TLS versions."""
+        context = ssl.create_default_context(cafile=self.cafile)
+        # Let the client offer old protocols at all, so that a refusal is the
+        # server's doing.
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        for attribute, version in versions.items():
+            setattr(context, attribute, version)
+        return context
+
+    def handshake(self, context):
+        """Complete a TLS handshake; return the negotiated version."""
+        with socket.create_connection((self.address, self.https_port), self.timeout) as sock:
+            with context.wrap_socket(sock, server_hostname=self.domain) as tls:
+                return tls.version()
+
+    def request(self, method, path, body=None, headers=None, token=None, raw=None):
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if raw is not None:
+            payload = raw.encode() if isinstance(raw, str) else raw
+            headers.setdefault("Content-Type", "application/json")
+        elif body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        else:
+            payload = None
+        connection = _PinnedHTTPSConnection(
+            self.domain, self.https_port, self.address, self._context, self.timeout
+        )
+        try:
+            connection.request(method, path, body=payload, headers=headers)
+            response = connection.getresponse()
+            return Response(response.status, response.headers, response.read())
+        finally:
+            connection.close()
+
+    def plain_http(self, method, path):
+        connection = http.client.HTTPConnection(self.address, self.http_port, timeout=self.timeout)
+        try:
+            connection.request(method, path, headers={"Host": self.domain})
+            response = connection.getresponse()
+            return Response(response.status, response.headers, response.read())
+        finally:
+            connection.close()
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, body=None, **kwargs):
+        return self.request("POST", path, body=body, **kwargs)
+
+    def obtain_tokens(self, username, password):
+        response = self.post("/api/token/", {"username": username, "password": password})
+        assert response.status == 200, response.body
+        return response.json()
+
+
+def site_for(host):
+    """Build a Site for a testinfra host: its name, ports and certificate."""
+    container = host.backend.get_hostname()
+    domain = host.ansible("debug", "var=nginx_server_name")["nginx_server_name"]
+    certificate = host.file(f"/etc/nginx/tls/{domain}.crt").content_string
+    cafile = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)
+    cafile.write(certificate)
+    cafile.close()
+    return Site(
+        domain=domain,
+        https_port=published_port(container, 443),
+        http_port=published_port(container, 80),
+        cafile=cafile.name,
+    )
+
+
+# JWTs made by hand, to show the server refuses what it did not sign.
+def _b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_claims(token):
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def jwt_hs256(claims, key):
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64(json.dumps(claims).encode())
+    signature = hmac.new(key.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{_b64(signature)}"
+
+
+def jwt_unsigned(claims):
+    header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return f"{header}.{_b64(json.dumps(claims).encode())}."
+
+
+# Running the project's playbooks against the scenario's own hosts.
+def run_playbook(playbook, *args, timeout=900):
+    """Run a playbook from playbooks/ with the scenario's inventory."""
+    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    return subprocess.run(
+        ["ansible-playbook", "-i", inventory, os.path.join(PROJECT_DIR, "playbooks", playbook), *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_DIR,
+    )
+
+
+def recap_counts(output):
+    """{host: {"ok": n, "changed": n, ...}} from a PLAY RECAP."""
+    counts = {}
+    recap = output.rsplit("PLAY RECAP", 1)[-1]
+    for line in recap.splitlines():
+        match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
+        if match:
+            counts[match.group(1)] = {
+                key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(2))
+            }
+    return counts
+
+
+def wait_until(predicate, timeout, interval=0.2):
+    """Poll `predicate` until it returns a truthy value or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)

@@ -1,0 +1,55 @@
+"""The playbooks themselves: check mode, bad input, secrets in the output."""
+import os
+
+import pytest
+
+from testlib import recap_counts, run_playbook
+
+
+def test_check_mode_on_converged_host_changes_nothing():
+    result = run_playbook("site.yml", "--check")
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = recap_counts(result.stdout)
+    assert counts, result.stdout[-3000:]
+    for host, count in counts.items():
+        assert count["changed"] == 0, f"{host} would change:\n{result.stdout[-5000:]}"
+
+
+@pytest.mark.parametrize(
+    "variable, value, reason",
+    [
+        ("nginx_server_name", "", "domain name"),
+        ("postgresql_app_password", "short", "at least 16 characters"),
+        ("nginx_tls_mode", "letsencrypt", "selfsigned"),
+    ],
+)
+def test_bad_input_fails_before_any_change_and_names_the_variable(variable, value, reason):
+    result = run_playbook("site.yml", "-e", f'{{"{variable}": "{value}"}}')
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert variable in output
+    assert reason in output
+    counts = recap_counts(result.stdout)
+    assert counts and all(count["changed"] == 0 for count in counts.values()), output[-3000:]
+    # Stopped in the pre-flight play: no role's own tasks ran.
+    assert "TASK [base : Install common packages]" not in output
+
+
+def test_no_secret_appears_in_the_ansible_output(host):
+    log_path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "ansible.log")
+    with open(log_path, encoding="utf-8") as log_file:
+        log = log_file.read()
+    assert "PLAY RECAP" in log and "Run the app" in log
+
+    env = dict(
+        line.split("=", 1)
+        for line in host.check_output("cat /etc/drf-app/app.env").splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    secrets = {
+        name: env[name].strip("'")
+        for name in ("DJANGO_SECRET_KEY", "DJANGO_DB_PASSWORD", "DJANGO_JWT_SIGNING_KEY")
+    }
+    for name, value in secrets.items():
+        assert len(value) >= 16, name
+        assert value not in log, f"{name} appears in the Ansible output"

@@ -1,0 +1,101 @@
+"""What runs on the host, where it listens, and how it recovers."""
+import re
+
+import pytest
+
+from conftest import MANAGE
+from testlib import wait_until
+
+
+@pytest.mark.parametrize(
+    "unit", ["postgresql.service", "gunicorn.socket", "gunicorn.service", "nginx.service"]
+)
+def test_service_is_active_and_enabled(host, unit):
+    service = host.service(unit)
+    assert service.is_running or host.run(f"systemctl is-active {unit}").stdout.strip() == "active"
+    assert service.is_enabled
+
+
+def _tcp_listeners(host):
+    """(address, port, process) for every listening TCP socket on the host."""
+    output = host.check_output("ss -Hltnp")
+    listeners = []
+    for line in output.splitlines():
+        fields = line.split()
+        address, port = fields[3].rsplit(":", 1)
+        process = re.search(r'users:\(\("([^"]+)"', line)
+        listeners.append((address.strip("[]"), int(port), process.group(1) if process else ""))
+    return listeners
+
+
+def test_postgresql_listens_on_loopback_only(host):
+    addresses = {address for address, port, _ in _tcp_listeners(host) if port == 5432}
+    assert addresses, "PostgreSQL is not listening on TCP at all"
+    assert addresses <= {"127.0.0.1", "::1"}
+    assert host.file("/run/postgresql/.s.PGSQL.5432").is_socket
+
+
+def test_nothing_but_ssh_http_and_https_is_reachable_from_outside(host):
+    exposed = {
+        (port, process)
+        for address, port, process in _tcp_listeners(host)
+        if address not in {"127.0.0.1", "::1"}
+    }
+    assert {port for port, _ in exposed} == {22, 80, 443}
+    assert not any("gunicorn" in process or "python" in process for _, process in exposed)
+
+
+def test_gunicorn_listens_on_its_unix_socket_only(host):
+    assert host.socket("unix:///run/gunicorn/gunicorn.sock").is_listening
+    assert not any(
+        "gunicorn" in process or "python" in process
+        for _, _, process in _tcp_listeners(host)
+    )
+    socket_file = host.file("/run/gunicorn/gunicorn.sock")
+    assert socket_file.group == "www-data"
+    assert socket_file.mode == 0o660
+
+
+def test_env_file_is_root_owned_and_app_group_only(host):
+    env_file = host.file("/etc/drf-app/app.env")
+    assert env_file.user == "root"
+    assert env_file.group == "django"
+    # 0640 or tighter: nothing for others, no writing for the group.
+    assert env_file.mode & 0o027 == 0
+
+
+def test_tls_private_key_is_readable_by_root_only(host):
+    domain = host.ansible("debug", "var=nginx_server_name")["nginx_server_name"]
+    key = host.file(f"/etc/nginx/tls/{domain}.key")
+    assert key.user == "root"
+    assert key.mode & 0o077 == 0
+
+
+def test_no_migration_is_left_unapplied(host):
+    plan = host.check_output(f"{MANAGE} showmigrations --plan")
+    assert "[X]" in plan
+    assert "[ ]" not in plan
+
+
+def test_check_deploy_passes_without_warnings(host):
+    result = host.run(f"{MANAGE} check --deploy --fail-level WARNING")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_gunicorn_comes_back_after_sigkill(host, site):
+    def main_pid():
+        pid = host.check_output("systemctl show --property MainPID --value gunicorn.service")
+        return int(pid or 0)
+
+    old_pid = main_pid()
+    assert old_pid > 0
+    host.run_expect([0], f"kill -KILL {old_pid}")
+
+    def restarted():
+        state = host.run("systemctl is-active gunicorn.service").stdout.strip()
+        return state == "active" and main_pid() not in (0, old_pid)
+
+    assert wait_until(restarted, timeout=10), "gunicorn did not come back within 10 s"
+    assert site.get("/healthz").status == 200
