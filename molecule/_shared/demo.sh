@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The local demo host behind `make demo` and `make demo-destroy`.
+#
+#   demo.sh up     start (or reuse) the container, deploy site.yml over SSH,
+#                  print a user and the curl lines that use the API
+#   demo.sh down   remove the container and the demo's generated secrets
+#
+# The host is a Debian container with systemd, reached like a server: SSH on
+# 127.0.0.1:$DEMO_SSH_PORT, HTTPS on 127.0.0.1:8443, HTTP on 127.0.0.1:8080.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
+
+name="${DEMO_CONTAINER:-drf-demo}"
+image="localhost/drf-target:bookworm"
+ssh_port="${DEMO_SSH_PORT:-2222}"
+https_port=8443
+http_port=8080
+state="$repo/build/demo"
+secrets="$repo/inventory/demo/.secrets"
+key="$state/id_ed25519"
+username="${DEMO_USERNAME:-demo}"
+ssh_opts=(-i "$key" -p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+          -o LogLevel=ERROR -o ConnectTimeout=3 -o BatchMode=yes)
+
+up() {
+  mkdir -p "$state"
+  [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C drf-demo -f "$key"
+  # sshd in the container reads the mounted key as the login user.
+  chmod 0644 "$key.pub"
+
+  if ! podman container exists "$name"; then
+    local extra=()
+    # See create.yml: on hybrid cgroup hosts systemd needs the cgroup2 tree.
+    if findmnt --noheadings --types cgroup2 /sys/fs/cgroup/unified >/dev/null 2>&1; then
+      extra+=(--volume /sys/fs/cgroup/unified:/sys/fs/cgroup/unified)
+    fi
+    podman run --detach --systemd=always --name "$name" --hostname "$name" \
+      --volume "$key.pub:/home/ops/.ssh/authorized_keys:ro" \
+      --publish "127.0.0.1:$ssh_port:22" \
+      --publish "127.0.0.1:$https_port:443" \
+      --publish "127.0.0.1:$http_port:80" \
+      "${extra[@]}" "$image" >/dev/null
+    echo "started container $name"
+  else
+    podman start "$name" >/dev/null
+  fi
+
+  echo "waiting for SSH on 127.0.0.1:$ssh_port"
+  local deadline=$((SECONDS + 120))
+  until ssh "${ssh_opts[@]}" ops@127.0.0.1 true 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "SSH did not answer within 120 s" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+
+  (cd "$repo" && DEMO_SSH_PORT="$ssh_port" ansible-playbook -i inventory/demo playbooks/site.yml)
+
+  # The demo certificate is self-signed: fetch it so curl can verify it.
+  ssh "${ssh_opts[@]}" ops@127.0.0.1 sudo cat /etc/nginx/tls/localhost.crt >"$state/localhost.crt"
+
+  local password="${DEMO_PASSWORD:-$(cat "$secrets/demo_password")}"
+  local login
+  login="$(printf '{"username": "%s", "password": "%s"}' "$username" "$password")"
+  local curl_base="curl --silent --show-error --cacert $state/localhost.crt"
+
+  # Prove the lines printed below work before printing them.
+  local access
+  access="$($curl_base -H 'Content-Type: application/json' -d "$login" \
+    "https://localhost:$https_port/api/token/" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["access"])')"
+  $curl_base --fail -H "Authorization: Bearer $access" "https://localhost:$https_port/api/me/" >/dev/null
+
+  cat <<EOF
+
+The demo is up: https://localhost:$https_port (HTTP on http://localhost:$http_port)
+
+  user:     $username
+  password: $password
+
+Obtain a token pair, then call /api/me/ with the access token:
+
+  ACCESS=\$($curl_base -H 'Content-Type: application/json' \\
+    -d '$login' \\
+    https://localhost:$https_port/api/token/ | python3 -c 'import json,sys; print(json.load(sys.stdin)["access"])')
+  $curl_base -H "Authorization: Bearer \$ACCESS" https://localhost:$https_port/api/me/
+
+Run \`make demo\` again to update this host, \`make demo-destroy\` to remove it.
+EOF
+}
+
+down() {
+  podman rm --force --time 0 "$name" >/dev/null 2>&1 || true
+  rm -rf "$state" "$secrets"
+  echo "removed $name"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac
