@@ -1,0 +1,92 @@
+"""nginx's supplied-certificate mode, then back to the default self-signed one.
+
+Runs last in the scenario (file order): it swaps the certificate the other
+modules' fixtures pinned.
+"""
+import datetime
+import json
+import os
+import ssl
+import tempfile
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from testlib import Site, published_port, recap_counts, run_playbook
+
+
+def _certificate_for(domain):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def _pem_file(text):
+    handle = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)
+    handle.write(text)
+    handle.close()
+    return handle.name
+
+
+def _site(host, domain, cafile):
+    container = host.backend.get_hostname()
+    return Site(domain, published_port(container, 443), published_port(container, 80), cafile)
+
+
+def _verifies(site):
+    try:
+        return site.get("/healthz").status == 200
+    except ssl.SSLCertVerificationError:
+        return False
+
+
+def test_supplied_certificate_is_served_and_self_signed_comes_back(host):
+    domain = host.ansible("debug", "var=nginx_server_name")["nginx_server_name"]
+    certificate, key = _certificate_for(domain)
+    supplied = _site(host, domain, _pem_file(certificate))
+
+    # Extra vars from a 0600 file, as a vault would hand them over.
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as extra:
+        json.dump(
+            {"nginx_tls_mode": "provided", "nginx_tls_certificate": certificate, "nginx_tls_key": key},
+            extra,
+        )
+    os.chmod(extra.name, 0o600)
+    try:
+        result = run_playbook("site.yml", "-e", f"@{extra.name}")
+    finally:
+        os.unlink(extra.name)
+    assert result.returncode == 0, result.stdout[-3000:]
+    key_body = key.splitlines()[1]
+    assert key_body not in result.stdout + result.stderr
+    assert _verifies(supplied)
+    key_file = host.file(f"/etc/nginx/tls/{domain}.key")
+    assert key_file.user == "root" and key_file.mode & 0o077 == 0
+
+    # Back to the default: a self-signed certificate made on the host.
+    result = run_playbook("site.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert all(count["failed"] == 0 for count in recap_counts(result.stdout).values())
+    self_signed = _site(host, domain, _pem_file(host.file(f"/etc/nginx/tls/{domain}.crt").content_string))
+    assert _verifies(self_signed)
+    assert not _verifies(supplied)
