@@ -99,7 +99,7 @@ test: bootstrap images lint app-test render
 	done
 
 test-scenario: bootstrap render
-	DISTROS=$(MOLECULE_DISTRO) molecule/_shared/build-image.sh $(MOLECULE_DISTRO)
+	molecule/_shared/build-image.sh $(MOLECULE_DISTRO)
 	MOLECULE_DISTRO=$(MOLECULE_DISTRO) molecule test -s $(SCENARIO)
 
 ## Demo -----------------------------------------------------------------
