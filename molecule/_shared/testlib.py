@@ -202,3 +202,94 @@ def wait_until(predicate, timeout, interval=0.2):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+class Load:
+    """A bounded load on the site from a few threads: each obtains a token,
+    then calls GET /api/me/ with it, obtaining a fresh token every
+    `token_every` requests. It stops when told to, after `max_seconds`, or
+    after `max_requests`, whichever comes first.
+
+    Every request is recorded as (start time, end time, kind, outcome,
+    X-Release, X-Served-By), where outcome is the HTTP status or the name of
+    the exception (reset, refused, timeout) that ended it.
+    """
+
+    def __init__(self, site, username, password, threads=4, max_seconds=600,
+                 max_requests=50000, token_every=25):
+        import threading
+
+        self.site = site
+        self.credentials = {"username": username, "password": password}
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests
+        self.token_every = token_every
+        self.records = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self._deadline = None
+
+    def __enter__(self):
+        self._deadline = time.monotonic() + self.max_seconds
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def _record(self, started, kind, outcome, response=None):
+        headers = response.headers if response is not None else {}
+        entry = (started, time.monotonic(), kind, outcome,
+                 headers.get("X-Release"), headers.get("X-Served-By"))
+        with self._lock:
+            self.records.append(entry)
+            return len(self.records)
+
+    def _call(self, kind, method, path, **kwargs):
+        started = time.monotonic()
+        try:
+            response = self.site.request(method, path, **kwargs)
+        except (OSError, http.client.HTTPException) as exc:
+            count = self._record(started, kind, type(exc).__name__)
+            return None, count
+        count = self._record(started, kind, response.status, response)
+        return response, count
+
+    def _run(self):
+        token, sent = None, 0
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            if token is None or sent % self.token_every == 0:
+                response, count = self._call("token", "POST", "/api/token/", body=self.credentials)
+                if response is not None and response.status == 200:
+                    token = response.json()["access"]
+            else:
+                _, count = self._call("me", "GET", "/api/me/", token=token)
+            sent += 1
+            if count >= self.max_requests:
+                self._stop.set()
+
+    def failures(self, since=None):
+        """Records whose outcome is not 200, optionally only those started
+        at or after the monotonic time `since`."""
+        return [r for r in self.records if r[3] != 200 and (since is None or r[0] >= since)]
+
+    def releases(self):
+        """The X-Release values seen, in the order they first appeared."""
+        seen = []
+        for record in sorted(self.records):
+            if record[4] and record[4] not in seen:
+                seen.append(record[4])
+        return seen
+
+    def summary(self):
+        outcomes = {}
+        for record in self.records:
+            outcomes[record[3]] = outcomes.get(record[3], 0) + 1
+        return f"{len(self.records)} requests, outcomes {outcomes}"

@@ -66,3 +66,9 @@ def test_malformed_number_is_named():
     result = manage("check", env=PRODUCTION_ENV | {"DJANGO_DB_CONN_MAX_AGE": "soon"})
     assert result.returncode != 0
     assert "DJANGO_DB_CONN_MAX_AGE must be a whole number" in result.stderr
+
+
+def test_unknown_log_format_is_named():
+    result = manage("check", env=PRODUCTION_ENV | {"DJANGO_LOG_FORMAT": "xml"})
+    assert result.returncode != 0
+    assert "DJANGO_LOG_FORMAT must be json or plain" in result.stderr

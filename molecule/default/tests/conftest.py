@@ -1,35 +1,7 @@
-"""Fixtures for the default scenario: the site over HTTPS and an API user."""
+"""Fixtures for this scenario come from molecule/_shared/fixtures.py."""
 import os
-import secrets
 import sys
-
-import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_shared"))
 
-from testlib import site_for  # noqa: E402
-
-MANAGE = "/usr/local/sbin/app-manage"
-
-
-@pytest.fixture(scope="module")
-def site(host):
-    return site_for(host)
-
-
-@pytest.fixture(scope="module")
-def api_user(host):
-    """A user made with the deploy's own ensure_user command."""
-    username = "testinfra-" + secrets.token_hex(4)
-    password = secrets.token_urlsafe(18)
-    result = host.run(
-        f"DJANGO_ENSURE_USER_PASSWORD={password} {MANAGE} ensure_user {username}"
-    )
-    assert result.rc == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "created"
-    return {"username": username, "password": password}
-
-
-@pytest.fixture
-def tokens(site, api_user):
-    return site.obtain_tokens(api_user["username"], api_user["password"])
+from fixtures import MANAGE, api_user, site, tokens  # noqa: E402,F401

@@ -106,7 +106,7 @@ def test_readyz_is_503_while_the_database_is_down(host, site):
 def test_static_files_are_served_by_nginx(host, site):
     # DRF ships static files; collectstatic put them where nginx serves them.
     path = host.check_output(
-        "find /srv/app/static -name '*.css' -printf '%P\\n' -quit"
+        "find /srv/app/current/static/ -name '*.css' -printf '%P\\n' -quit"
     )
     assert path
     response = site.get(f"/static/{path}")

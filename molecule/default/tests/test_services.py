@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from conftest import MANAGE
+from fixtures import MANAGE
 from testlib import wait_until
 
 

@@ -31,3 +31,9 @@ def test_readyz_is_503_when_database_fails(client, monkeypatch):
 
 def test_readyz_rejects_post(client):
     assert client.post("/readyz").status_code == 405
+
+
+def test_responses_name_the_release_and_host(client, settings):
+    response = client.get("/healthz")
+    assert response["X-Release"] == settings.RELEASE_ID
+    assert response["X-Served-By"]

@@ -1,0 +1,71 @@
+"""Middleware of the project: request ids, and the release and host headers.
+
+Release headers say which release on which host answered.
+
+Deploys and load balancers are verified by them: a rolling release is seen
+switching from one X-Release to the next, and requests spread across hosts
+show different X-Served-By values. Turn them off with
+DJANGO_RELEASE_HEADERS=false if you would rather not publish them.
+"""
+import logging
+import re
+import socket
+import time
+import uuid
+
+from django.conf import settings
+
+from config.logging import request_id
+
+access_log = logging.getLogger("api.access")
+
+# What a request id may look like; anything else is replaced, so that log
+# lines cannot be forged through the header.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class ReleaseHeadersMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.headers = {
+            "X-Release": settings.RELEASE_ID,
+            "X-Served-By": socket.gethostname(),
+        }
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+class RequestIdMiddleware:
+    """Keep the request's X-Request-ID for its log lines, return it to the
+    client, and log one line per request."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.monotonic()
+        try:
+            response = self.get_response(request)
+            response["X-Request-ID"] = rid
+            access_log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
+            return response
+        finally:
+            request_id.reset(token)

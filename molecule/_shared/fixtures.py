@@ -1,0 +1,31 @@
+"""pytest fixtures shared by every scenario (imported by each conftest.py)."""
+import secrets
+
+import pytest
+
+from testlib import site_for
+
+MANAGE = "/usr/local/sbin/app-manage"
+
+
+@pytest.fixture(scope="module")
+def site(host):
+    return site_for(host)
+
+
+@pytest.fixture(scope="module")
+def api_user(host):
+    """A user made with the deploy's own ensure_user command."""
+    username = "testinfra-" + secrets.token_hex(4)
+    password = secrets.token_urlsafe(18)
+    result = host.run(
+        f"DJANGO_ENSURE_USER_PASSWORD={password} {MANAGE} ensure_user {username}"
+    )
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "created"
+    return {"username": username, "password": password}
+
+
+@pytest.fixture
+def tokens(site, api_user):
+    return site.obtain_tokens(api_user["username"], api_user["password"])

@@ -1,0 +1,192 @@
+"""Operations: backups with a proven restore, request ids end to end, log
+rotation, and the status report."""
+import hashlib
+import json
+import shlex
+import uuid
+
+import pytest
+
+from testlib import jwt_claims, recap_counts, run_playbook, wait_until
+
+BACKUP_DIR = "/var/backups/postgresql"
+UNIT = "drf-backup.service"
+
+
+@pytest.fixture(scope="module")
+def database(host):
+    return host.ansible("debug", "var=backup_database")["backup_database"]
+
+
+def _dumps(host, database):
+    out = host.check_output(
+        f"find {BACKUP_DIR} -maxdepth 1 -type f -name '{database}-*.dump' -printf '%p\\n'"
+    )
+    return sorted(out.split())
+
+
+def _checksums(host):
+    return host.check_output(f"cd {BACKUP_DIR} && sha256sum -- * 2>/dev/null || true")
+
+
+def _sql(host, database, query):
+    return host.check_output(
+        f"runuser -u postgres -- psql --no-psqlrc -At -d {database} -c {shlex.quote(query)}"
+    )
+
+
+def _blacklisted(host, database, jti):
+    return int(_sql(
+        host, database,
+        "SELECT count(*) FROM token_blacklist_blacklistedtoken b "
+        "JOIN token_blacklist_outstandingtoken o ON b.token_id = o.id "
+        f"WHERE o.jti = '{jti}'",
+    ))
+
+
+def test_backup_timer_is_enabled_and_scheduled(host):
+    timer = host.service("drf-backup.timer")
+    assert timer.is_enabled
+    assert host.check_output("systemctl is-active drf-backup.timer") == "active"
+    assert host.check_output("systemctl show --property NextElapseUSecRealtime --value drf-backup.timer")
+
+
+def test_backup_then_restore_brings_the_data_back(host, site, api_user, database):
+    # Data made through the API: a blacklisted refresh token.
+    tokens = site.obtain_tokens(api_user["username"], api_user["password"])
+    assert site.post("/api/token/blacklist/", {"refresh": tokens["refresh"]}).status == 200
+    jti = jwt_claims(tokens["refresh"])["jti"]
+    assert _blacklisted(host, database, jti) == 1
+
+    before = _dumps(host, database)
+    host.run_expect([0], f"systemctl start {UNIT}")
+    (dump,) = sorted(set(_dumps(host, database)) - set(before))
+    dump_file = host.file(dump)
+    assert dump_file.user == "root" and dump_file.mode == 0o600 and dump_file.size > 0
+
+    _sql(host, database, "DELETE FROM token_blacklist_blacklistedtoken")
+    assert _blacklisted(host, database, jti) == 0
+
+    result = run_playbook(
+        "restore.yml", "-e", f"backup_restore_file={dump}", "-e", "backup_restore_confirm=true"
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert _blacklisted(host, database, jti) == 1
+    # The API agrees: the token is refused again, and logins work.
+    assert site.post("/api/token/refresh/", {"refresh": tokens["refresh"]}).status == 401
+    fresh = site.obtain_tokens(api_user["username"], api_user["password"])
+    assert site.get("/api/me/", token=fresh["access"]).status == 200
+
+
+def test_restore_refuses_to_run_without_confirmation(host, database):
+    dump = _dumps(host, database)[-1]
+    result = run_playbook("restore.yml", "-e", f"backup_restore_file={dump}")
+    assert result.returncode != 0
+    assert "backup_restore_confirm" in result.stdout + result.stderr
+    counts = recap_counts(result.stdout)
+    assert counts and all(count["changed"] == 0 for count in counts.values())
+    assert host.check_output("systemctl is-active gunicorn.service") == "active"
+
+
+def test_failed_backup_shows_as_failed_unit_and_keeps_older_dumps(host, database):
+    host.run_expect([0], f"systemctl start {UNIT}")
+    before = _checksums(host)
+    dropin = "/etc/systemd/system/drf-backup.service.d"
+    # The target turns read-only: the unit's only writable path is withdrawn.
+    host.run_expect([0], f"mkdir -p {dropin} && printf '[Service]\\nReadWritePaths=\\n' > {dropin}/test-readonly.conf"
+                    " && systemctl daemon-reload")
+    try:
+        assert host.run(f"systemctl start {UNIT}").rc != 0
+        assert host.check_output(f"systemctl is-failed {UNIT} || true") == "failed"
+        journal = host.check_output(f"journalctl -u {UNIT} -n 20 --no-pager -o cat")
+        assert "Read-only file system" in journal
+        assert _checksums(host) == before
+        assert host.check_output(f"find {BACKUP_DIR} -name '*.partial'") == ""
+    finally:
+        host.run(f"rm -rf {dropin} && systemctl daemon-reload && systemctl reset-failed {UNIT}")
+    host.run_expect([0], f"systemctl start {UNIT}")
+
+
+def test_retention_deletes_only_dumps_older_than_the_limit(host, database):
+    # The limit the deployed job enforces, in whole minutes.
+    minutes = int(host.check_output("grep -o -- '-mmin +[0-9]*' /usr/local/sbin/drf-backup").split("+")[1])
+    days = minutes // 1440
+    old = f"{BACKUP_DIR}/{database}-retention-old.dump"
+    recent = f"{BACKUP_DIR}/{database}-retention-recent.dump"
+    other = f"{BACKUP_DIR}/otherdb-retention-old.dump"
+    host.run_expect([0], f"touch -d '{days} days ago 1 hour ago' {old} {other}"
+                    f" && touch -d '{days} days ago 1 hour' {recent}")
+    try:
+        host.run_expect([0], f"systemctl start {UNIT}")
+        assert not host.file(old).exists
+        assert host.file(recent).exists
+        assert host.file(other).exists
+    finally:
+        host.run(f"rm -f {old} {recent} {other}")
+
+
+def test_backup_playbook_takes_a_dump_and_fetches_it_privately(host, database, tmp_path):
+    before = _dumps(host, database)
+    result = run_playbook("backup.yml", "-e", f"backup_fetch_dir={tmp_path}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    (dump,) = sorted(set(_dumps(host, database)) - set(before))
+    assert f"Backup written to {dump}" in " ".join(result.stdout.split())
+    fetched = tmp_path / dump.rsplit("/", 1)[1]
+    assert fetched.stat().st_mode & 0o077 == 0
+    # The same bytes as the dump the job checked with pg_restore on the host.
+    assert hashlib.sha256(fetched.read_bytes()).hexdigest() == host.file(dump).sha256sum
+
+
+def test_request_id_is_followed_from_nginx_to_django(host, site):
+    rid = "test-" + uuid.uuid4().hex
+    response = site.get("/api/me/", headers={"X-Request-ID": rid})
+    assert response.status == 401
+    assert response.header_values("X-Request-ID") == [rid]
+
+    access_log = host.run(f"grep -F 'request_id={rid} ' /var/log/nginx/access.log")
+    assert access_log.rc == 0 and '"GET /api/me/ HTTP/1.1" 401' in access_log.stdout
+
+    def django_line():
+        journal = host.check_output("journalctl -u gunicorn.service -n 200 --no-pager -o cat")
+        for line in journal.splitlines():
+            if rid in line:
+                return json.loads(line)
+        return None
+
+    line = wait_until(django_line, timeout=10)
+    assert line, "no Django log line with the request id in the journal"
+    assert line["request_id"] == rid
+    assert line["path"] == "/api/me/" and line["status"] == 401
+
+
+def test_request_without_id_gets_one_that_nginx_logs(host, site):
+    response = site.get("/healthz")
+    (rid,) = response.header_values("X-Request-ID")
+    assert len(rid) == 32
+    assert host.run(f"grep -F 'request_id={rid} ' /var/log/nginx/access.log").rc == 0
+
+
+def test_nginx_logs_are_rotated(host, site):
+    assert host.file("/etc/logrotate.d/nginx").exists
+    assert host.service("logrotate.timer").is_enabled
+    host.run_expect([0], "logrotate --force /etc/logrotate.d/nginx")
+    assert host.file("/var/log/nginx/access.log.1").exists
+    # nginx reopened its log: new requests land in the new file.
+    rid = "rotated-" + uuid.uuid4().hex
+    site.get("/healthz", headers={"X-Request-ID": rid})
+    assert wait_until(
+        lambda: host.run(f"grep -qF 'request_id={rid} ' /var/log/nginx/access.log").rc == 0,
+        timeout=10,
+    )
+
+
+def test_status_playbook_reports_every_host_in_check_mode():
+    result = run_playbook("status.yml", "--check")
+    assert result.returncode == 0, result.stdout[-4000:]
+    counts = recap_counts(result.stdout)
+    assert counts and all(count["changed"] == 0 for count in counts.values())
+    # The callback wraps long messages; compare with the white space folded.
+    output = " ".join(result.stdout.split())
+    for expected in ("postgresql ", "last backup: /var/backups/postgresql/", "release ",
+                     "gunicorn.service active", "certificate for", "days left"):
+        assert expected in output, expected

@@ -1,0 +1,207 @@
+"""Zero-downtime releases, failed migrations and starts, rollback, pruning.
+
+The tests run in file order and build on each other, like the releases of a
+real project: A (converged), then B, a broken C and D, back to A, a release
+from git, and enough more to be pruned. Every deploy runs under a bounded
+load of token requests and authenticated GET /api/me/ calls over HTTPS.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from testlib import Load, PROJECT_DIR, recap_counts, run_playbook
+
+RENDERED = os.path.join(PROJECT_DIR, "build", "app")
+RELEASES = "/srv/app/releases"
+
+
+def _variant(name, change=None):
+    """A copy of the rendered project, made different by `change`."""
+    target = os.path.join(tempfile.mkdtemp(prefix="drf-release-"), name)
+    shutil.copytree(RENDERED, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    with open(os.path.join(target, "VARIANT"), "w") as marker:
+        marker.write(name + "\n")
+    if change:
+        change(target)
+    return target
+
+
+def _package_dir(project):
+    """The project's own package: the directory that holds accounts/."""
+    (accounts,) = glob.glob(os.path.join(project, "*", "accounts"))
+    return os.path.dirname(accounts)
+
+
+def _add_failing_migration(project):
+    migrations = os.path.join(_package_dir(project), "accounts", "migrations")
+    os.makedirs(migrations, exist_ok=True)
+    open(os.path.join(migrations, "__init__.py"), "w").close()
+    with open(os.path.join(migrations, "0001_fails.py"), "w") as migration:
+        migration.write(
+            "from django.db import migrations\n\n\n"
+            "def fail(apps, schema_editor):\n"
+            "    raise RuntimeError('this migration fails on purpose')\n\n\n"
+            "class Migration(migrations.Migration):\n"
+            "    dependencies = []\n"
+            "    operations = [migrations.RunPython(fail)]\n"
+        )
+
+
+def _break_startup(project):
+    # Django's checks pass (they do not import the WSGI module); Gunicorn's
+    # workers cannot boot.
+    with open(os.path.join(project, "config", "wsgi.py"), "a") as wsgi:
+        wsgi.write("\nraise RuntimeError('this release cannot start')\n")
+
+
+def _deploy(source, *extra):
+    return run_playbook("deploy.yml", "-e", f"app_source_dir={source}", *extra)
+
+
+def _current_release(host):
+    return os.path.basename(host.check_output("readlink /srv/app/current"))
+
+
+def _served_release(site):
+    response = site.get("/healthz")
+    assert response.status == 200
+    return response.headers["X-Release"]
+
+
+@pytest.fixture(scope="module")
+def load(site, api_user):
+    def start(**kwargs):
+        return Load(site, api_user["username"], api_user["password"], **kwargs)
+    return start
+
+
+@pytest.fixture(scope="module")
+def history():
+    """Release ids by name, filled in as the tests deploy them."""
+    return {}
+
+
+def _settle(load_run, seconds=3):
+    """Keep the load running a little after a change, then stop it."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not load_run._stop.is_set():
+        time.sleep(0.1)
+    load_run.stop()
+
+
+def test_deploy_switches_releases_without_a_failed_request(host, site, load, history):
+    history["A"] = _served_release(site)
+    source = _variant("B")
+    with load() as running:
+        result = _deploy(source)
+        _settle(running)
+    print(f"deploy A -> B under load: {running.summary()}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    history["B"] = _current_release(host)
+    assert history["B"] != history["A"]
+    assert running.failures() == [], running.summary()
+    assert running.releases() == [history["A"], history["B"]]
+    assert _served_release(site) == history["B"]
+
+
+def test_failed_migration_switches_nothing_and_keeps_serving(host, site, load, history):
+    source = _variant("C", _add_failing_migration)
+    with load() as running:
+        result = _deploy(source)
+        _settle(running)
+    print(f"deploy C (failing migration) under load: {running.summary()}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "this migration fails on purpose" in output
+    assert _current_release(host) == history["B"]
+    assert running.failures() == [], running.summary()
+    assert running.releases() == [history["B"]]
+
+    # The dump taken before migrating is announced and readable by root only.
+    (line,) = [line for line in output.splitlines() if "Database dumped to" in line]
+    dump = line.split("Database dumped to ", 1)[1].split()[0]
+    dump_file = host.file(dump)
+    assert dump_file.exists and dump_file.size > 0
+    assert dump_file.user == "root" and dump_file.mode & 0o077 == 0
+    assert host.run(f"pg_restore --list {dump}").rc == 0
+
+
+def test_release_that_cannot_start_is_switched_back(host, site, load, history):
+    source = _variant("D", _break_startup)
+    with load() as running:
+        result = _deploy(source, "-e", "app_health_timeout=12")
+        restored_at = time.monotonic()
+        _settle(running, seconds=5)
+    print(f"deploy D (cannot start) under load: {running.summary()}; "
+          f"failures before the restore: {len(running.failures())}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "did not answer /readyz" in output
+    assert f"Switched back to {history['B']}" in output
+    assert _current_release(host) == history["B"]
+    assert _served_release(site) == history["B"]
+    assert running.failures(since=restored_at) == [], running.summary()
+    assert [r for r in running.records if r[0] >= restored_at], "no load after the restore"
+
+
+def test_rollback_returns_to_the_previous_release(host, site, load, history):
+    with load() as running:
+        result = run_playbook("rollback.yml")
+        _settle(running)
+    print(f"rollback B -> A under load: {running.summary()}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert _current_release(host) == history["A"]
+    assert _served_release(site) == history["A"]
+    assert running.failures() == [], running.summary()
+
+
+def test_deploying_the_running_version_again_changes_nothing(host, history):
+    result = _deploy(RENDERED)
+    assert result.returncode == 0, result.stdout[-4000:]
+    counts = recap_counts(result.stdout)
+    assert counts and all(count["changed"] == 0 for count in counts.values()), result.stdout[-4000:]
+    assert _current_release(host) == history["A"]
+
+
+def test_release_from_a_git_repository(host, site, history):
+    # A repository on the app host itself, standing in for your git server.
+    work = _variant("G")
+    git = ["git", "-C", work, "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    subprocess.run(git[:3] + ["init", "--quiet", "--initial-branch=main"], check=True)
+    subprocess.run(git + ["add", "--all"], check=True)
+    subprocess.run(git + ["commit", "--quiet", "--message", "Release G"], check=True)
+    commit = subprocess.run(git[:3] + ["rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    bare = work + ".git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", work, bare], check=True)
+    copied = host.ansible("ansible.builtin.copy", f"src={bare}/ dest=/srv/test-repo.git/ mode=preserve",
+                          become=True, check=False)
+    assert not copied.get("failed"), copied
+
+    result = run_playbook(
+        "deploy.yml", "-e",
+        '{"app_source_dir": "", "app_git_repo": "file:///srv/test-repo.git", "app_git_version": "main"}',
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    history["G"] = commit[:12]
+    assert _current_release(host) == history["G"]
+    assert _served_release(site) == history["G"]
+
+
+def test_only_the_newest_releases_are_kept(host, history):
+    keep = 3
+    assert len(host.check_output(f"ls -1 {RELEASES}").split()) > keep
+    for name in ("E", "F"):
+        result = _deploy(_variant(name), "-e", f"app_keep_releases={keep}")
+        assert result.returncode == 0, result.stdout[-4000:]
+        history[name] = _current_release(host)
+    releases = host.check_output(f"ls -1 {RELEASES}").split()
+    assert len(releases) == keep, releases
+    # The newest three by switch time: F (current), E (previous), G.
+    assert sorted(releases) == sorted([history["F"], history["E"], history["G"]])
+    assert os.path.basename(host.check_output("readlink /srv/app/previous")) == history["E"]
