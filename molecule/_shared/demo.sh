@@ -3,6 +3,7 @@
 #
 #   demo.sh up     start (or reuse) the container, deploy site.yml over SSH,
 #                  print a user and the curl lines that use the API
+#   demo.sh host   only start (or reuse) the container and wait for SSH
 #   demo.sh down   remove the container and the demo's generated secrets
 #
 # The host is a Debian container with systemd, reached like a server: SSH on
@@ -25,7 +26,7 @@ username="${DEMO_USERNAME:-demo}"
 ssh_opts=(-i "$key" -p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
           -o LogLevel=ERROR -o ConnectTimeout=3 -o BatchMode=yes)
 
-up() {
+host() {
   mkdir -p "$state"
   [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C drf-demo -f "$key"
   # sshd in the container reads the mounted key as the login user.
@@ -58,7 +59,10 @@ up() {
     fi
     sleep 0.5
   done
+}
 
+up() {
+  host
   (cd "$repo" && DEMO_SSH_PORT="$ssh_port" ansible-playbook -i inventory/demo playbooks/site.yml)
 
   # The demo certificate is self-signed: fetch it so curl can verify it.
@@ -102,6 +106,7 @@ down() {
 
 case "${1:-}" in
   up) up ;;
+  host) host ;;
   down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up|host|down" >&2; exit 2 ;;
 esac
