@@ -9,8 +9,11 @@ APP_VENV := $(CURDIR)/.venv-app
 BUILD := $(CURDIR)/build
 # Python package name the demo and the tests render app_template with.
 PROJECT_NAME ?= demoapi
-# Debian releases `make test` runs the default scenario on.
+# Debian releases `make test` runs the one-host scenarios on; the multihost
+# scenario mixes both releases in one run.
 DISTROS ?= bookworm trixie
+ONE_HOST_SCENARIOS := default releases
+FLEET_SCENARIOS := multihost
 SCENARIO ?= default
 MOLECULE_DISTRO ?= bookworm
 
@@ -28,7 +31,7 @@ HOST_PACKAGES := podman runc debootstrap uidmap slirp4netns openssh-client \
 	postgresql python3-venv rsync curl
 
 .PHONY: help bootstrap host-packages images render lint app-test test \
-	test-scenario molecule-all demo demo-destroy clean
+	test-scenario demo demo-destroy clean
 
 help:
 	@echo "make demo            deploy the whole stack to a local container host"
@@ -94,12 +97,20 @@ app-test: host-packages $(APP_VENV)/.installed
 
 test: bootstrap images lint app-test render
 	@for d in $(DISTROS); do \
-	  echo "=== molecule scenarios on $$d ==="; \
-	  MOLECULE_DISTRO=$$d molecule test --all || exit 1; \
+	  for s in $(ONE_HOST_SCENARIOS); do \
+	    echo "=== molecule scenario $$s on $$d ==="; \
+	    MOLECULE_DISTRO=$$d molecule test -s $$s || exit 1; \
+	  done; \
+	done
+	@for s in $(FLEET_SCENARIOS); do \
+	  echo "=== molecule scenario $$s ==="; \
+	  molecule test -s $$s || exit 1; \
 	done
 
 test-scenario: bootstrap render
-	molecule/_shared/build-image.sh $(MOLECULE_DISTRO)
+	@for d in $(sort $(MOLECULE_DISTRO) $(if $(filter $(SCENARIO),$(FLEET_SCENARIOS)),$(DISTROS))); do \
+	  molecule/_shared/build-image.sh $$d; \
+	done
 	MOLECULE_DISTRO=$(MOLECULE_DISTRO) molecule test -s $(SCENARIO)
 
 ## Demo -----------------------------------------------------------------

@@ -7,6 +7,7 @@ switching from one X-Release to the next, and requests spread across hosts
 show different X-Served-By values. Turn them off with
 DJANGO_RELEASE_HEADERS=false if you would rather not publish them.
 """
+import ipaddress
 import logging
 import re
 import socket
@@ -22,6 +23,45 @@ access_log = logging.getLogger("api.access")
 # What a request id may look like; anything else is replaced, so that log
 # lines cannot be forged through the header.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class TrustedProxyMiddleware:
+    """The client's address and scheme, as the proxy in front saw them.
+
+    Behind nginx, REMOTE_ADDR is the proxy's address, or empty when the local
+    nginx connects over Gunicorn's Unix socket (which only the web server's
+    group may open). From such a peer, or one in settings.TRUSTED_PROXIES,
+    X-Real-IP becomes REMOTE_ADDR; from any other peer the forwarding headers
+    are dropped, so that nobody can forge a client address or an https
+    scheme by sending them.
+    """
+
+    FORWARDING_HEADERS = ("HTTP_X_REAL_IP", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.networks = [ipaddress.ip_network(item, strict=False) for item in settings.TRUSTED_PROXIES]
+
+    def trusted(self, peer):
+        if peer == "":
+            return True
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def __call__(self, request):
+        meta = request.META
+        if self.trusted(meta.get("REMOTE_ADDR", "")):
+            try:
+                meta["REMOTE_ADDR"] = str(ipaddress.ip_address(meta.get("HTTP_X_REAL_IP", "").strip()))
+            except ValueError:
+                pass
+        else:
+            for name in self.FORWARDING_HEADERS:
+                meta.pop(name, None)
+        return self.get_response(request)
 
 
 class ReleaseHeadersMiddleware:
@@ -63,6 +103,7 @@ class RequestIdMiddleware:
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,
+                    "client_ip": request.META.get("REMOTE_ADDR", ""),
                     "duration_ms": round((time.monotonic() - started) * 1000, 1),
                 },
             )

@@ -38,8 +38,9 @@ host() {
     if findmnt --noheadings --types cgroup2 /sys/fs/cgroup/unified >/dev/null 2>&1; then
       extra+=(--volume /sys/fs/cgroup/unified:/sys/fs/cgroup/unified)
     fi
-    # CAP_SYS_ADMIN lets systemd build service sandboxes, as on a machine.
-    podman run --detach --systemd=always --cap-add=SYS_ADMIN --name "$name" --hostname "$name" \
+    # CAP_SYS_ADMIN lets systemd build service sandboxes, as on a machine;
+    # CAP_NET_ADMIN lets the firewall role load its rules.
+    podman run --detach --systemd=always --cap-add=SYS_ADMIN --cap-add=NET_ADMIN --name "$name" --hostname "$name" \
       --volume "$key.pub:/home/ops/.ssh/authorized_keys:ro" \
       --publish "127.0.0.1:$ssh_port:22" \
       --publish "127.0.0.1:$https_port:443" \

@@ -15,7 +15,11 @@ def site(host):
 
 @pytest.fixture(scope="module")
 def api_user(host):
-    """A user made with the deploy's own ensure_user command."""
+    return make_api_user(host)
+
+
+def make_api_user(host):
+    """A user made with the deploy's own ensure_user command on an app host."""
     username = "testinfra-" + secrets.token_hex(4)
     password = secrets.token_urlsafe(18)
     result = host.run(

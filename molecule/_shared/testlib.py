@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -181,6 +182,19 @@ def run_playbook(playbook, *args, timeout=900):
     )
 
 
+def project_variant(name, change=None):
+    """A copy of the rendered project (build/app) that differs from it by a
+    VARIANT file and by what `change(path)` does, so that it is a new release."""
+    target = os.path.join(tempfile.mkdtemp(prefix="drf-release-"), name)
+    shutil.copytree(os.path.join(PROJECT_DIR, "build", "app"), target,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    with open(os.path.join(target, "VARIANT"), "w") as marker:
+        marker.write(name + "\n")
+    if change:
+        change(target)
+    return target
+
+
 def recap_counts(output):
     """{host: {"ok": n, "changed": n, ...}} from a PLAY RECAP."""
     counts = {}
@@ -244,6 +258,12 @@ class Load:
         for thread in self._threads:
             thread.join(timeout=60)
 
+    def hold(self, seconds):
+        """Let the load run for `seconds` more (less if it stops by itself)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self._stop.is_set():
+            time.sleep(0.1)
+
     def _record(self, started, kind, outcome, response=None):
         headers = response.headers if response is not None else {}
         entry = (started, time.monotonic(), kind, outcome,
@@ -279,6 +299,16 @@ class Load:
         """Records whose outcome is not 200, optionally only those started
         at or after the monotonic time `since`."""
         return [r for r in self.records if r[3] != 200 and (since is None or r[0] >= since)]
+
+    def served_by(self, since=None, until=None):
+        """{X-Served-By: count} of the successful requests started in the
+        monotonic interval [since, until)."""
+        counts = {}
+        for record in self.records:
+            if record[3] == 200 and (since is None or record[0] >= since) \
+                    and (until is None or record[0] < until):
+                counts[record[5]] = counts.get(record[5], 0) + 1
+        return counts
 
     def releases(self):
         """The X-Release values seen, in the order they first appeared."""

@@ -7,28 +7,15 @@ load of token requests and authenticated GET /api/me/ calls over HTTPS.
 """
 import glob
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from testlib import Load, PROJECT_DIR, recap_counts, run_playbook
+from testlib import PROJECT_DIR, Load, project_variant, recap_counts, run_playbook
 
 RENDERED = os.path.join(PROJECT_DIR, "build", "app")
 RELEASES = "/srv/app/releases"
-
-
-def _variant(name, change=None):
-    """A copy of the rendered project, made different by `change`."""
-    target = os.path.join(tempfile.mkdtemp(prefix="drf-release-"), name)
-    shutil.copytree(RENDERED, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    with open(os.path.join(target, "VARIANT"), "w") as marker:
-        marker.write(name + "\n")
-    if change:
-        change(target)
-    return target
 
 
 def _package_dir(project):
@@ -88,15 +75,13 @@ def history():
 
 def _settle(load_run, seconds=3):
     """Keep the load running a little after a change, then stop it."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and not load_run._stop.is_set():
-        time.sleep(0.1)
+    load_run.hold(seconds)
     load_run.stop()
 
 
 def test_deploy_switches_releases_without_a_failed_request(host, site, load, history):
     history["A"] = _served_release(site)
-    source = _variant("B")
+    source = project_variant("B")
     with load() as running:
         result = _deploy(source)
         _settle(running)
@@ -110,7 +95,7 @@ def test_deploy_switches_releases_without_a_failed_request(host, site, load, his
 
 
 def test_failed_migration_switches_nothing_and_keeps_serving(host, site, load, history):
-    source = _variant("C", _add_failing_migration)
+    source = project_variant("C", _add_failing_migration)
     with load() as running:
         result = _deploy(source)
         _settle(running)
@@ -132,7 +117,7 @@ def test_failed_migration_switches_nothing_and_keeps_serving(host, site, load, h
 
 
 def test_release_that_cannot_start_is_switched_back(host, site, load, history):
-    source = _variant("D", _break_startup)
+    source = project_variant("D", _break_startup)
     with load() as running:
         result = _deploy(source, "-e", "app_health_timeout=12")
         restored_at = time.monotonic()
@@ -170,7 +155,7 @@ def test_deploying_the_running_version_again_changes_nothing(host, history):
 
 def test_release_from_a_git_repository(host, site, history):
     # A repository on the app host itself, standing in for your git server.
-    work = _variant("G")
+    work = project_variant("G")
     git = ["git", "-C", work, "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
     subprocess.run(git[:3] + ["init", "--quiet", "--initial-branch=main"], check=True)
     subprocess.run(git + ["add", "--all"], check=True)
@@ -197,7 +182,7 @@ def test_only_the_newest_releases_are_kept(host, history):
     keep = 3
     assert len(host.check_output(f"ls -1 {RELEASES}").split()) > keep
     for name in ("E", "F"):
-        result = _deploy(_variant(name), "-e", f"app_keep_releases={keep}")
+        result = _deploy(project_variant(name), "-e", f"app_keep_releases={keep}")
         assert result.returncode == 0, result.stdout[-4000:]
         history[name] = _current_release(host)
     releases = host.check_output(f"ls -1 {RELEASES}").split()

@@ -1,0 +1,128 @@
+"""The API contract, over real HTTPS through nginx, from outside the hosts.
+
+Shared by every scenario: each one's tests/test_api.py imports these tests,
+with its own `site`, `api_user` and `tokens` fixtures (one host, or the load
+balancer in front of several).
+"""
+import ssl
+
+import pytest
+
+from testlib import jwt_claims, jwt_hs256, jwt_unsigned
+
+
+def test_token_obtain_returns_access_and_refresh(site, api_user):
+    response = site.post(
+        "/api/token/", {"username": api_user["username"], "password": api_user["password"]}
+    )
+    assert response.status == 200
+    assert set(response.json()) >= {"access", "refresh"}
+
+
+def test_token_obtain_with_wrong_password_is_401(site, api_user):
+    response = site.post("/api/token/", {"username": api_user["username"], "password": "wrong"})
+    assert response.status == 401
+    assert "detail" in response.json()
+
+
+def test_me_returns_the_username(site, api_user, tokens):
+    response = site.get("/api/me/", token=tokens["access"])
+    assert response.status == 200
+    assert response.json()["username"] == api_user["username"]
+
+
+def test_me_without_token_is_401(site):
+    response = site.get("/api/me/")
+    assert response.status == 401
+    assert response.json()["detail"]
+
+
+def test_me_with_token_signed_by_another_key_is_401(site, tokens):
+    forged = jwt_hs256(jwt_claims(tokens["access"]), "not-the-server-key-" * 3)
+    assert site.get("/api/me/", token=forged).status == 401
+
+
+def test_me_with_alg_none_token_is_401(site, tokens):
+    unsigned = jwt_unsigned(jwt_claims(tokens["access"]))
+    assert site.get("/api/me/", token=unsigned).status == 401
+
+
+def test_me_with_refresh_token_is_401(site, tokens):
+    assert site.get("/api/me/", token=tokens["refresh"]).status == 401
+
+
+def test_refresh_returns_a_new_access_token(site, tokens):
+    response = site.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    assert response.status == 200
+    fresh = response.json()["access"]
+    assert site.get("/api/me/", token=fresh).status == 200
+
+
+def test_refresh_with_invalid_token_is_401(site):
+    assert site.post("/api/token/refresh/", {"refresh": "garbage"}).status == 401
+
+
+def test_verify_accepts_valid_and_refuses_forged(site, tokens):
+    assert site.post("/api/token/verify/", {"token": tokens["access"]}).status == 200
+    forged = jwt_hs256(jwt_claims(tokens["access"]), "not-the-server-key-" * 3)
+    assert site.post("/api/token/verify/", {"token": forged}).status == 401
+
+
+def test_blacklisted_refresh_token_is_refused(site, tokens):
+    assert site.post("/api/token/blacklist/", {"refresh": tokens["refresh"]}).status == 200
+    assert site.post("/api/token/refresh/", {"refresh": tokens["refresh"]}).status == 401
+
+
+def test_malformed_json_is_400_with_json_body(site):
+    response = site.request("POST", "/api/token/", raw='{"username": "x", ')
+    assert response.status == 400
+    assert response.headers["Content-Type"] == "application/json"
+    assert "detail" in response.json()
+
+
+def test_unknown_path_is_404_with_json_body(site):
+    response = site.get("/no/such/page")
+    assert response.status == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_healthz_and_readyz_are_200(site):
+    assert site.get("/healthz").status == 200
+    assert site.get("/readyz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_hsts_is_sent_once(site):
+    values = site.get("/healthz").header_values("Strict-Transport-Security")
+    assert len(values) == 1
+    assert "max-age=31536000" in values[0]
+
+
+def test_server_header_has_no_version(site):
+    assert site.get("/healthz").headers["Server"] == "nginx"
+
+
+def test_http_redirects_to_https(site):
+    response = site.plain_http("GET", "/api/me/?x=1")
+    assert response.status == 301
+    assert response.headers["Location"] == f"https://{site.domain}/api/me/?x=1"
+
+
+def test_tls_1_2_is_accepted(site):
+    context = site.tls_context(
+        minimum_version=ssl.TLSVersion.TLSv1_2, maximum_version=ssl.TLSVersion.TLSv1_2
+    )
+    assert site.handshake(context) == "TLSv1.2"
+
+
+def test_tls_1_1_is_refused(site):
+    context = site.tls_context(
+        minimum_version=ssl.TLSVersion.TLSv1_1, maximum_version=ssl.TLSVersion.TLSv1_1
+    )
+    with pytest.raises(ssl.SSLError) as refused:
+        site.handshake(context)
+    # The server's protocol_version alert, not a client unable to offer 1.1.
+    assert "NO_PROTOCOLS_AVAILABLE" not in str(refused.value)
+    assert any(
+        reason in str(refused.value)
+        for reason in ("ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "WRONG_SSL_VERSION")
+    ), refused.value

@@ -1,0 +1,75 @@
+"""An app host goes away under load: first its Gunicorn, then its whole
+container. The load balancer keeps every request succeeding once it has
+noticed; while it notices, no more requests fail than were in flight.
+
+Runs last (file order): it stops and restarts hosts.
+"""
+import subprocess
+import time
+
+import pytest
+
+from conftest import HOSTS
+from testlib import wait_until
+
+THREADS = 4
+# nginx_upstream_connect_timeout plus a margin: the longest a request can
+# wait on the vanished host before nginx tries the other one.
+NOTICE_SECONDS = 3
+
+
+def _both_hosts_serve(site):
+    return {site.get("/healthz").headers["X-Served-By"] for _ in range(10)} == {HOSTS["app1"], HOSTS["app2"]}
+
+
+def _outage(load, stop, seconds=12):
+    """Run `stop` under load; return the load and the failover window."""
+    with load(threads=THREADS) as running:
+        running.hold(3)
+        window_start = time.monotonic()
+        stop()
+        window_end = time.monotonic() + NOTICE_SECONDS
+        running.hold(seconds)
+    during = running.failures(since=window_start)
+    after = running.failures(since=window_end)
+    print(f"{running.summary()}; failed during the failover window: {len(during) - len(after)}, "
+          f"after it: {len(after)}; served after it: {running.served_by(since=window_end)}")
+    return running, window_start, window_end
+
+
+def _booted(host):
+    try:
+        return host.run("systemctl is-system-running --wait").rc in (0, 1)
+    except Exception:  # noqa: BLE001 - SSH is not up yet while it boots
+        return False
+
+
+@pytest.fixture
+def app2_back(hosts, site):
+    """Whatever the test stopped on app2, it is running again afterwards."""
+    yield
+    subprocess.run(["podman", "start", HOSTS["app2"]], check=True, capture_output=True)
+    assert wait_until(lambda: _booted(hosts["app2"]), timeout=120)
+    hosts["app2"].run_expect([0], "systemctl start gunicorn.socket gunicorn.service")
+    assert wait_until(lambda: _both_hosts_serve(site), timeout=60)
+
+
+def test_a_stopped_gunicorn_fails_no_request(hosts, site, load, app2_back):
+    assert _both_hosts_serve(site)
+    running, start, end = _outage(
+        load, lambda: hosts["app2"].run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
+    )
+    assert len(running.failures(since=start)) <= THREADS, running.summary()
+    assert running.failures(since=end) == [], running.summary()
+    assert running.served_by(since=end).keys() == {HOSTS["app1"]}
+
+
+def test_a_stopped_app_host_fails_no_request_after_the_failover(hosts, site, load, app2_back):
+    assert _both_hosts_serve(site)
+    running, start, end = _outage(
+        load, lambda: subprocess.run(["podman", "stop", "--time", "10", HOSTS["app2"]],
+                                     check=True, capture_output=True)
+    )
+    assert len(running.failures(since=start)) <= THREADS, running.summary()
+    assert running.failures(since=end) == [], running.summary()
+    assert running.served_by(since=end).keys() == {HOSTS["app1"]}
