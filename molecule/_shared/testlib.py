@@ -171,15 +171,46 @@ def jwt_unsigned(claims):
     return f"{header}.{_b64(json.dumps(claims).encode())}."
 
 
+KEYRING = "/etc/drf-jwt/keyring.json"
+
+
+def keyring(host):
+    """The JWT keyring on an app host, parsed."""
+    return json.loads(host.check_output(f"cat {KEYRING}"))
+
+
+def keyring_secrets(host):
+    """{"jwt key <kid>": a fragment of its key material} for each key of the
+    host's keyring: the secret itself, or the longest line of a PEM body.
+    A fragment of 40+ random characters shows up in no output by chance."""
+    fragments = {}
+    for key in keyring(host)["keys"]:
+        material = key["key"]
+        body = [line for line in material.splitlines() if line and not line.startswith("-----")]
+        fragments[f"jwt key {key['kid']}"] = max(body, key=len) if body else material
+    return fragments
+
+
 # Running the project's playbooks against the scenario's own hosts.
+def _playbook_command(playbook, *args):
+    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+    argv = ["ansible-playbook", "-i", inventory, os.path.join(PROJECT_DIR, "playbooks", playbook), *args]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    return argv, env
+
+
 def run_playbook(playbook, *args, timeout=900):
     """Run a playbook from playbooks/ with the scenario's inventory."""
-    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    return subprocess.run(
-        ["ansible-playbook", "-i", inventory, os.path.join(PROJECT_DIR, "playbooks", playbook), *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_DIR,
-    )
+    argv, env = _playbook_command(playbook, *args)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_DIR)
+
+
+def start_playbook(playbook, *args):
+    """Start a playbook in the background; its output is readable line by
+    line from .stdout (stderr merged), so a test can act at a given task."""
+    argv, env = _playbook_command(playbook, *args)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=PROJECT_DIR)
 
 
 def project_variant(name, change=None):

@@ -3,12 +3,15 @@
 Each case runs manage.py in a fresh process, because settings are read once
 per process.
 """
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from config.jwt_keys import new_key_entry
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -20,8 +23,16 @@ PRODUCTION_ENV = {
     "DJANGO_DB_USER": "app",
     "DJANGO_DB_PASSWORD": "a-database-password",
     "DJANGO_DB_HOST": "/run/postgresql",
-    "DJANGO_JWT_SIGNING_KEY": "a-jwt-signing-key-for-settings-tests-0123456789",
 }
+
+
+@pytest.fixture(autouse=True)
+def keyring_file(tmp_path, monkeypatch):
+    """A valid keyring file, named in PRODUCTION_ENV for every test here."""
+    path = tmp_path / "keyring.json"
+    path.write_text(json.dumps({"version": 1, "keys": [new_key_entry("ES256")]}))
+    monkeypatch.setitem(PRODUCTION_ENV, "DJANGO_JWT_KEYRING_FILE", str(path))
+    return path
 
 
 def manage(*args, env):
@@ -52,7 +63,7 @@ def test_check_deploy_passes_without_warnings():
         "DJANGO_DB_USER",
         "DJANGO_DB_PASSWORD",
         "DJANGO_DB_HOST",
-        "DJANGO_JWT_SIGNING_KEY",
+        "DJANGO_JWT_KEYRING_FILE",
     ],
 )
 def test_missing_variable_stops_startup_naming_it(variable):
@@ -72,3 +83,10 @@ def test_unknown_log_format_is_named():
     result = manage("check", env=PRODUCTION_ENV | {"DJANGO_LOG_FORMAT": "xml"})
     assert result.returncode != 0
     assert "DJANGO_LOG_FORMAT must be json or plain" in result.stderr
+
+
+def test_an_unreadable_keyring_stops_startup_naming_the_file(keyring_file):
+    keyring_file.write_text("{not json")
+    result = manage("check", env=PRODUCTION_ENV)
+    assert result.returncode != 0
+    assert f"The JWT keyring {keyring_file} is not valid JSON" in result.stderr

@@ -51,7 +51,7 @@ def test_me_with_refresh_token_is_401(client, tokens):
 
 def test_me_with_valid_signature_but_expired_token_is_401(client, tokens):
     claims = _claims(tokens["access"]) | {"exp": 1}
-    key = settings.SIMPLE_JWT["SIGNING_KEY"]
-    expired = jwt.encode(claims, key, algorithm="HS256")
+    key = settings.JWT_KEYRING.signing
+    expired = jwt.encode(claims, key.signing_key, algorithm=key.alg, headers={"kid": key.kid})
     response = client.get("/api/me/", **_bearer(expired))
     assert response.status_code == 401
