@@ -4,6 +4,7 @@ Shared by every scenario: each one's tests/test_api.py imports these tests,
 with its own `site`, `api_user` and `tokens` fixtures (one host, or the load
 balancer in front of several).
 """
+import socket
 import ssl
 
 import pytest
@@ -126,3 +127,20 @@ def test_tls_1_1_is_refused(site):
         reason in str(refused.value)
         for reason in ("ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "WRONG_SSL_VERSION")
     ), refused.value
+
+
+def test_security_headers_are_sent_once(site):
+    for path in ("/healthz", "/api/me/", "/no-such-path"):
+        response = site.get(path)
+        assert response.header_values("X-Content-Type-Options") == ["nosniff"], path
+        assert response.header_values("Referrer-Policy") == ["no-referrer"], path
+        (policy,) = response.header_values("Content-Security-Policy")
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_http2_is_offered(site):
+    context = site.tls_context()
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection((site.address, site.https_port), site.timeout) as sock:
+        with context.wrap_socket(sock, server_hostname=site.domain) as tls:
+            assert tls.selected_alpn_protocol() == "h2"

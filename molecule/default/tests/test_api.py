@@ -1,6 +1,8 @@
 """The API contract (molecule/_shared/api_contract.py) on the one-host
 layout, and what only this layout can show: the database stopped under the
 app, static files from the release on disk."""
+from concurrent.futures import ThreadPoolExecutor
+
 from api_contract import *  # noqa: F401,F403
 from testlib import wait_until
 
@@ -31,3 +33,25 @@ def test_static_files_are_served_by_nginx(host, site):
     response = site.get(f"/static/{path}")
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/css"
+
+
+def test_token_requests_beyond_the_rate_get_429_while_other_clients_pass(host, site):
+    # Far more than 10/s (and the burst of 20) from this machine: 40 at once.
+    credentials = {"username": "nobody", "password": "not-the-password"}
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        responses = list(pool.map(lambda _: site.post("/api/token/", credentials), range(80)))
+    limited = [response for response in responses if response.status == 429]
+    print(f"{len(limited)} of {len(responses)} token requests answered 429")
+    assert limited and len(limited) < len(responses)
+    assert "detail" in limited[0].json()
+    assert limited[0].headers["Content-Type"] == "application/json"
+    # ...while another client (the host itself, 127.0.0.1) is served.
+    other = host.check_output(
+        "curl --silent --output /dev/null --write-out '%{http_code}' "
+        "--cacert /etc/nginx/tls/localhost.crt --header 'Content-Type: application/json' "
+        """--data '{"username": "nobody", "password": "not-the-password"}' """
+        "https://localhost/api/token/"
+    )
+    assert other == "401"
+    # The limit is a rate: this machine is served again a moment later.
+    assert wait_until(lambda: site.post("/api/token/", credentials).status == 401, timeout=10)

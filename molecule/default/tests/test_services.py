@@ -99,3 +99,12 @@ def test_gunicorn_comes_back_after_sigkill(host, site):
 
     assert wait_until(restarted, timeout=10), "gunicorn did not come back within 10 s"
     assert site.get("/healthz").status == 200
+
+
+@pytest.mark.parametrize("unit, most", [("gunicorn.service", 2.0), ("drf-backup.service", 6.0)])
+def test_service_sandbox_exposure(host, unit, most):
+    # systemd's own rating of the unit's sandbox (0 = locked down, 10 = none).
+    report = host.check_output(f"systemd-analyze security --no-pager {unit}")
+    level = float(re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", report).group(1))
+    print(f"{unit}: exposure {level}")
+    assert level <= most
