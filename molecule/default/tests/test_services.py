@@ -108,3 +108,20 @@ def test_service_sandbox_exposure(host, unit, most):
     level = float(re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", report).group(1))
     print(f"{unit}: exposure {level}")
     assert level <= most
+
+
+def test_app_database_role_is_least_privileged(host):
+    def query(sql):
+        return host.check_output(
+            f"runuser -u postgres -- psql --no-psqlrc --tuples-only --no-align --dbname app --command \"{sql}\""
+        ).strip()
+
+    app_role = query("SELECT datdba::regrole FROM pg_database WHERE datname = current_database()")
+    assert query(
+        f"SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls "
+        f"FROM pg_roles WHERE rolname = '{app_role}'"
+    ) == "f|f|f|f|f"
+    # It owns its own database and nothing else.
+    assert query(f"SELECT string_agg(datname, ',') FROM pg_database WHERE datdba = '{app_role}'::regrole") == "app"
+    assert query("SHOW password_encryption") == "scram-sha-256"
+    assert query(f"SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = '{app_role}'") == "t"

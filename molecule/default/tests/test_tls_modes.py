@@ -7,38 +7,64 @@ import datetime
 import json
 import os
 import ssl
+import subprocess
+import sys
 import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from testlib import Site, published_port, recap_counts, run_playbook
 
 
+def _pem(certificate):
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def _certificate_for(domain):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    """A CA of the test's own and a 90-day server certificate it signed, as a
+    commercial CA would issue: (CA PEM, chain PEM, key PEM)."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "drf test CA")])
+    ca = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=90))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+    return _pem(ca), _pem(leaf), key_pem
 
 
 def _pem_file(text):
@@ -53,6 +79,22 @@ def _site(host, domain, cafile):
     return Site(domain, published_port(container, 443), published_port(container, 80), cafile)
 
 
+def _assert_mozilla_intermediate(site):
+    """sslyze's check against Mozilla's intermediate profile: protocols,
+    ciphers, curves, certificate type, signature, lifespan and chain (against
+    the test CA, as a browser would against its store)."""
+    sslyze = os.path.join(os.path.dirname(sys.executable), "sslyze")
+    result = subprocess.run(
+        [sslyze, "--mozilla_config=intermediate", f"--certinfo_ca_file={site.cafile}",
+         f"{site.domain}:{site.https_port}{{{site.address}}}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    print(result.stdout[-1500:])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    # sslyze exits 0 when it could not connect at all: require its verdict.
+    assert "OK - Compliant." in result.stdout, result.stdout[-3000:]
+
+
 def _verifies(site):
     try:
         return site.get("/healthz").status == 200
@@ -62,8 +104,8 @@ def _verifies(site):
 
 def test_supplied_certificate_is_served_and_self_signed_comes_back(host):
     domain = host.ansible("debug", "var=nginx_server_name")["nginx_server_name"]
-    certificate, key = _certificate_for(domain)
-    supplied = _site(host, domain, _pem_file(certificate))
+    ca, certificate, key = _certificate_for(domain)
+    supplied = _site(host, domain, _pem_file(ca))
 
     # Extra vars from a 0600 file, as a vault would hand them over.
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as extra:
@@ -80,6 +122,7 @@ def test_supplied_certificate_is_served_and_self_signed_comes_back(host):
     key_body = key.splitlines()[1]
     assert key_body not in result.stdout + result.stderr
     assert _verifies(supplied)
+    _assert_mozilla_intermediate(supplied)
     key_file = host.file(f"/etc/nginx/tls/{domain}.key")
     assert key_file.user == "root" and key_file.mode & 0o077 == 0
 
