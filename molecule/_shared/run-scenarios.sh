@@ -49,7 +49,8 @@ failed=0
 echo
 echo "scenario     release    result  seconds  tests"
 while read -r scenario release rc seconds; do
-  summary="$(grep -aoE '=+ [0-9]+ (passed|failed)[^=]*=+' "$logs/$scenario-$release.log" | tail -n1 | sed 's/\x1b\[[0-9;]*m//g')"
+  summary="$(sed 's/\x1b\[[0-9;]*m//g' "$logs/$scenario-$release.log" \
+    | grep -aE '=+ [0-9]+ [a-z]+.* in [0-9.]+s' | tail -n1)"
   p="$(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{n += $1} END {print n + 0}')"
   f="$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{n += $1} END {print n + 0}')"
   passed=$((passed + p))
