@@ -97,18 +97,32 @@ end
 """
 
 
-def wrk(name, url, headers=(), body=None):
-    """One wrk run on the host; returns rate, latency and error counts."""
+def wrk(name, url, headers=(), body=None, closes_connections=False):
+    """One wrk run on the host; returns rate, latency and error counts.
+
+    A server that closes every connection after its response (runserver)
+    makes wrk count each close as a read error; for it, only the other
+    kinds count."""
     script = WRK_REPORT
     if body is not None:
         script += f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
         script += 'wrk.headers["Content-Type"] = "application/json"\n'
+    # wrk counts only 4xx and 5xx as errors: make sure the target answers
+    # 200 (not a redirect) before measuring it.
+    curl_args = " ".join(f"-H '{h}'" for h in headers)
+    if body is not None:
+        curl_args += f" -H 'Content-Type: application/json' --data '{body}'"
+    status = remote("curl -s --cacert /etc/nginx/tls/localhost.crt -o /dev/null -w '%{http_code}' "
+                    f"{curl_args} '{url}'").strip()
+    if status != "200":
+        problems.append(f"{name}: answered {status} instead of 200 before the run")
     remote(f"cat > /tmp/bench.lua <<'EOF'\n{script}\nEOF")
     header_args = " ".join(f"-H '{h}'" for h in headers)
     out = remote(f"wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION}s --timeout 10s -s /tmp/bench.lua "
                  f"{header_args} '{url}'", timeout=DURATION + 120)
     data = json.loads(out.split("JSON ", 1)[1].splitlines()[0])
-    errors = sum(data[k] for k in ("connect", "read", "write", "timeout", "status"))
+    kinds = ("connect", "write", "timeout", "status") + (() if closes_connections else ("read",))
+    errors = sum(data[k] for k in kinds)
     result = {
         "name": name,
         "rps": data["requests"] / data["seconds"],
@@ -173,17 +187,21 @@ def serving(token):
     # runserver: the same release, settings and database; DEBUG is off in
     # production settings. It is told the request came over HTTPS, as nginx
     # tells Gunicorn, or SECURE_SSL_REDIRECT would answer every call with 301.
+    # Two settings differ, as they would for anyone running runserver: the
+    # client (wrk on 127.0.0.1) is its proxy, and connections are not kept
+    # between requests (Django's default; runserver starts a thread per
+    # connection, and kept connections would exhaust PostgreSQL's).
     remote("systemd-run --unit bench-runserver --collect --property EnvironmentFile=/etc/drf-app/app.env "
            "--property User=django --working-directory /srv/app/current/src "
+           "env DJANGO_TRUSTED_PROXIES=127.0.0.1 DJANGO_DB_CONN_MAX_AGE=0 "
            "/srv/app/current/venv/bin/python manage.py runserver 127.0.0.1:8001 --noreload")
-    remote("for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:8001/healthz && exit 0; "
-           "sleep 0.1; done; exit 1")
+    remote("for i in $(seq 100); do curl -sf -o /dev/null -H 'Host: localhost' -H 'X-Forwarded-Proto: https' "
+           "http://127.0.0.1:8001/healthz && exit 0; sleep 0.1; done; exit 1")
     try:
-        # runserver closes the connection after every response; asking for
-        # that up front keeps wrk from counting each close as a read error.
         results.append(wrk("runserver (same app, DEBUG off)", "http://127.0.0.1:8001/api/me/",
                            headers=[f"Authorization: Bearer {token}", "X-Forwarded-Proto: https",
-                                    "Host: localhost", "Connection: close"]))
+                                    "Host: localhost", "Connection: close"],
+                           closes_connections=True))
     finally:
         remote("systemctl stop bench-runserver", check=False)
 
@@ -307,8 +325,13 @@ def chart(serving_results, path):
 
     names = [r["name"].split(" (")[0] for r in serving_results]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.barh(names, [r["rps"] for r in serving_results], color="#3b6ea5")
-    left.set_xlabel("requests per second")
+    rates = [r["rps"] for r in serving_results]
+    left.barh(names, rates, color="#3b6ea5")
+    # A log scale: the ceilings are orders of magnitude above the app.
+    left.set_xscale("log")
+    left.set_xlabel("requests per second (log scale)")
+    for i, rate in enumerate(rates):
+        left.text(rate, i, f" {rate:.0f}", va="center")
     left.invert_yaxis()
     y = range(len(names))
     right.barh([i - 0.2 for i in y], [r["p50"] for r in serving_results], height=0.4, label="p50")
@@ -407,6 +430,11 @@ def main():
     chart(serving_results, os.path.join(docs, "benchmarks.png"))
     with open(os.path.join(docs, "benchmarks.md"), "w") as out:
         out.write(report(serving_results, login_result, deploy_result, change_rows))
+    # The figures themselves, for comparing runs.
+    with open(os.path.join(docs, "benchmarks.json"), "w") as out:
+        json.dump({"date": datetime.date.today().isoformat(), "serving": serving_results,
+                   "login": login_result, "deploy": {k: v for k, v in deploy_result.items() if k != "release_dir"},
+                   "changes_under_load": change_rows, "problems": problems}, out, indent=2)
     print("wrote docs/benchmarks.md and docs/benchmarks.png")
     if problems:
         print("unexpected errors:\n  " + "\n  ".join(problems), file=sys.stderr)
