@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from jwt import ExpiredSignatureError, InvalidAlgorithmError, InvalidTokenError
 from rest_framework.exceptions import ValidationError
-from rest_framework_simplejwt import serializers, tokens
+from rest_framework_simplejwt import authentication, serializers, tokens
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
 from rest_framework_simplejwt.settings import api_settings
@@ -80,9 +80,23 @@ class AccessToken(tokens.AccessToken):
     _token_backend = token_backend
 
 
+# Who the token belongs to, written into every token at login and copied
+# into each access token made from the refresh token. A view that only needs
+# to know who is calling reads them instead of loading the user from the
+# database on every request (ClaimsAuthentication, used by GET /api/me/).
+IDENTITY_CLAIMS = ("username", "email")
+
+
 class RefreshToken(tokens.RefreshToken):
     _token_backend = token_backend
     access_token_class = AccessToken
+
+    @classmethod
+    def for_user(cls, user):
+        token = super().for_user(user)
+        token["username"] = user.get_username()
+        token["email"] = user.email
+        return token
 
 
 class UntypedToken(tokens.UntypedToken):
@@ -112,3 +126,17 @@ class TokenVerifySerializer(serializers.TokenVerifySerializer):
         ).exists():
             raise ValidationError(_("Token is blacklisted"))
         return {}
+
+
+class ClaimsAuthentication(authentication.JWTStatelessUserAuthentication):
+    """A valid access token, checked exactly as JWTAuthentication checks it
+    (signature, kid, expiry, type), but without loading the user: the user
+    is a simplejwt TokenUser made from the token's claims.
+
+    Cost and trade-off (docs/benchmarks.md): it saves two database round
+    trips per request, but a user deactivated or changed after login keeps
+    the identity in their access token until it expires
+    (DJANGO_JWT_ACCESS_LIFETIME, 5 minutes by default); a refresh is refused
+    to an inactive user. Views that act on the user's data keep the default,
+    JWTAuthentication, which loads the user on every request.
+    """
