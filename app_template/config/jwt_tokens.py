@@ -83,7 +83,7 @@ class AccessToken(tokens.AccessToken):
 # Who the token belongs to, written into every token at login and copied
 # into each access token made from the refresh token. A view that only needs
 # to know who is calling reads them instead of loading the user from the
-# database on every request (ClaimsAuthentication, used by GET /api/me/).
+# database on every request (ClaimsAuthentication below).
 IDENTITY_CLAIMS = ("username", "email")
 
 

@@ -63,27 +63,6 @@ def test_tokens_name_their_user(tokens, user):
         assert (claims["username"], claims["email"]) == (user.username, user.email)
 
 
-def test_me_answers_from_the_token_without_a_query(client, tokens, user, django_assert_num_queries):
-    with django_assert_num_queries(0):
-        response = client.get("/api/me/", **_bearer(tokens["access"]))
-    assert response.json() == {"id": user.id, "username": "alice", "email": "alice@example.com"}
-
-
-def _signed(claims):
-    key = settings.JWT_KEYRING.signing
-    return jwt.encode(claims, key.signing_key, algorithm=key.alg, headers={"kid": key.kid})
-
-
-def test_me_with_a_token_from_before_identity_claims_reads_the_database(client, tokens, user):
-    claims = _claims(tokens["access"])
-    del claims["username"], claims["email"]
-    response = client.get("/api/me/", **_bearer(_signed(claims)))
-    assert response.status_code == 200
-    assert response.json() == {"id": user.id, "username": "alice", "email": "alice@example.com"}
-    user.delete()
-    assert client.get("/api/me/", **_bearer(_signed(claims))).status_code == 401
-
-
 def test_refresh_keeps_the_identity_and_is_refused_to_an_inactive_user(client, tokens, user):
     response = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
     assert _claims(response.json()["access"])["username"] == "alice"

@@ -1,0 +1,42 @@
+"""ClaimsAuthentication: the caller's identity from a valid access token's
+claims, without a database query; every check of JWTAuthentication kept."""
+import jwt
+import pytest
+from django.conf import settings
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.test import APIRequestFactory
+from rest_framework_simplejwt.exceptions import InvalidToken
+
+from config.jwt_tokens import ClaimsAuthentication
+
+pytestmark = pytest.mark.django_db
+
+
+def _authenticate(token):
+    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {token}")
+    return ClaimsAuthentication().authenticate(request)
+
+
+def test_identity_comes_from_the_token_without_a_query(tokens, user, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        identity, token = _authenticate(tokens["access"])
+    assert identity.is_authenticated
+    assert (identity.id, identity.username, identity.email) == (str(user.id), "alice", "alice@example.com")
+    assert token["username"] == "alice"
+
+
+def test_refresh_tokens_and_forgeries_are_refused(tokens):
+    with pytest.raises(InvalidToken):
+        _authenticate(tokens["refresh"])
+    claims = jwt.decode(tokens["access"], options={"verify_signature": False})
+    forged = jwt.encode(claims, "another-key-" * 4, algorithm="HS256")
+    with pytest.raises(AuthenticationFailed):
+        _authenticate(forged)
+
+
+def test_the_trade_off_a_deactivated_user_keeps_the_identity_until_expiry(tokens, user):
+    user.is_active = False
+    user.save()
+    identity, _ = _authenticate(tokens["access"])
+    assert identity.username == "alice"
+    assert settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds() <= 300
