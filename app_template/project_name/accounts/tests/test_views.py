@@ -70,3 +70,9 @@ def test_refresh_keeps_the_identity_and_is_refused_to_an_inactive_user(client, t
     user.save()
     response = client.post("/api/token/refresh/", {"refresh": response.json()["refresh"]})
     assert response.status_code == 401
+
+
+def test_me_reads_the_user_from_the_database_so_a_deleted_user_is_refused(client, tokens, user):
+    assert client.get("/api/me/", **_bearer(tokens["access"])).json()["email"] == "alice@example.com"
+    user.delete()
+    assert client.get("/api/me/", **_bearer(tokens["access"])).status_code == 401
