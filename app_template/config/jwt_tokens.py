@@ -8,9 +8,10 @@ example `RefreshToken.for_user(user)` from this module.
 """
 import jwt
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 from jwt import ExpiredSignatureError, InvalidAlgorithmError, InvalidTokenError
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework_simplejwt import authentication, serializers, tokens
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
@@ -109,6 +110,16 @@ class TokenObtainPairSerializer(serializers.TokenObtainPairSerializer):
 
 class TokenRefreshSerializer(serializers.TokenRefreshSerializer):
     token_class = RefreshToken
+
+    def validate(self, attrs):
+        # simplejwt looks the token's user up with .get(): a deleted user's
+        # refresh token raised DoesNotExist (a 500), not the 401 an inactive
+        # user gets.
+        try:
+            return super().validate(attrs)
+        except get_user_model().DoesNotExist as error:
+            raise AuthenticationFailed(self.error_messages["no_active_account"],
+                                       "no_active_account") from error
 
 
 class TokenBlacklistSerializer(serializers.TokenBlacklistSerializer):

@@ -76,3 +76,9 @@ def test_me_reads_the_user_from_the_database_so_a_deleted_user_is_refused(client
     assert client.get("/api/me/", **_bearer(tokens["access"])).json()["email"] == "alice@example.com"
     user.delete()
     assert client.get("/api/me/", **_bearer(tokens["access"])).status_code == 401
+
+
+def test_refresh_for_a_deleted_user_is_401_not_an_error(client, tokens, user):
+    user.delete()
+    response = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    assert response.status_code == 401
