@@ -232,6 +232,54 @@ def serving(token):
     return results
 
 
+WORKERS_DROPIN = "/run/systemd/system/gunicorn.service.d/bench-workers.conf"
+
+
+def fresh_token(password):
+    return json.loads(remote(
+        "curl -s --cacert /etc/nginx/tls/localhost.crt -H 'Content-Type: application/json' "
+        f"-d '{json.dumps({'username': 'demo', 'password': password})}' https://localhost/api/token/"
+    ))["access"]
+
+
+def workers_under_logins(password):
+    """GET /api/me/ while two clients log in non-stop, with as many Gunicorn
+    workers as cores and with the role's default (2 x cores + 1): the
+    measurement behind that default. A login holds a sync worker for a
+    whole password hash."""
+    print("workers under logins", flush=True)
+    cores = int(remote("nproc").strip())
+    default = int(remote("grep -E '^workers' /etc/drf-app/gunicorn.conf.py | cut -d= -f2").strip())
+    body = json.dumps({"username": "demo", "password": password})
+    remote("cat > /tmp/bench-login.lua <<'EOF'\nwrk.method = \"POST\"\n"
+           f"wrk.body = {json.dumps(body)}\nwrk.headers[\"Content-Type\"] = \"application/json\"\nEOF")
+    rows = []
+    try:
+        for workers in (cores, default):
+            remote("mkdir -p /run/systemd/system/gunicorn.service.d && "
+                   f"printf '[Service]\\nExecStart=\\nExecStart=/srv/app/current/venv/bin/gunicorn "
+                   f"--config /etc/drf-app/gunicorn.conf.py --workers {workers}\\n' > {WORKERS_DROPIN} && "
+                   "systemctl daemon-reload && systemctl restart gunicorn.service")
+            wait_ready()
+            token = fresh_token(password)
+            remote(f"(wrk -t1 -c2 -d{DURATION + 4}s -s /tmp/bench-login.lua https://localhost/api/token/ "
+                   "< /dev/null > /tmp/bench-login.out 2>&1 &)")
+            me = wrk(f"GET /api/me/ while 2 clients log in, {workers} workers", "https://localhost/api/me/",
+                     headers=[f"Authorization: Bearer {token}"], connections=8)
+            remote("while pgrep -x wrk >/dev/null; do sleep 0.5; done")
+            logins = remote("cat /tmp/bench-login.out")
+            rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", logins).group(1))
+            if "Non-2xx" in logins or "Socket errors" in logins:
+                problems.append(f"logins beside {workers} workers: {logins.strip()}")
+            rows.append({"workers": workers, "rps": me["rps"], "p50": me["p50"], "p99": me["p99"],
+                         "logins": rate})
+    finally:
+        remote(f"rm -f {WORKERS_DROPIN}; systemctl daemon-reload; systemctl restart gunicorn.service",
+               check=False)
+        wait_ready()
+    return rows
+
+
 def login(password):
     print("login", flush=True)
     body = json.dumps({"username": "demo", "password": password})
@@ -356,7 +404,7 @@ def chart(serving_results, path):
     fig.savefig(path, dpi=110)
 
 
-def report(serving_results, login_result, deploy_result, change_rows):
+def report(serving_results, worker_rows, login_result, deploy_result, change_rows):
     stack, runserver, fixed, bare = serving_results
     lines = [
         "# Benchmarks",
@@ -384,6 +432,17 @@ def report(serving_results, login_result, deploy_result, change_rows):
         "Goals (issue #8, on this 2-core machine): stack / runserver 4× or more "
         f"({'met' if stack['rps'] >= 4 * runserver['rps'] else 'NOT met'}), stack / bare WSGI 35% or more "
         f"({'met' if stack['rps'] >= 0.35 * bare['rps'] else 'NOT met'}).",
+        "",
+        "## Gunicorn workers, with logins beside the reads",
+        "",
+        "`GET /api/me/` (8 clients) while 2 more clients log in non-stop, with as many workers as "
+        "cores and with the app role's default, 2 x cores + 1. A login holds its sync worker for "
+        "a whole password hash.",
+        "",
+        "| workers | /api/me/ req/s | p50 ms | p99 ms | logins/s |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {r['workers']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['logins']:.1f} |"
+          for r in worker_rows],
         "",
         "## Login (`POST /api/token/`)",
         "",
@@ -437,17 +496,18 @@ def main():
         f"-d '{json.dumps({'username': 'demo', 'password': password})}' https://localhost/api/token/"
     ))["access"]
     serving_results = serving(token)
+    worker_rows = workers_under_logins(password)
     login_result = login(password)
     change_rows = changes_under_load(password, deploy_result["release_dir"])
     docs = os.path.join(REPO, "docs")
     os.makedirs(docs, exist_ok=True)
     chart(serving_results, os.path.join(docs, "benchmarks.png"))
     with open(os.path.join(docs, "benchmarks.md"), "w") as out:
-        out.write(report(serving_results, login_result, deploy_result, change_rows))
+        out.write(report(serving_results, worker_rows, login_result, deploy_result, change_rows))
     # The figures themselves, for comparing runs.
     with open(os.path.join(docs, "benchmarks.json"), "w") as out:
         json.dump({"date": datetime.date.today().isoformat(), "serving": serving_results,
-                   "login": login_result, "deploy": {k: v for k, v in deploy_result.items() if k != "release_dir"},
+                   "workers_under_logins": worker_rows, "login": login_result, "deploy": {k: v for k, v in deploy_result.items() if k != "release_dir"},
                    "changes_under_load": change_rows, "problems": problems}, out, indent=2)
     print("wrote docs/benchmarks.md and docs/benchmarks.png")
     if problems:
