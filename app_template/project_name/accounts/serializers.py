@@ -1,9 +1,14 @@
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 
-class MeSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = get_user_model()
-        fields = ["id", "username", "email"]
-        read_only_fields = fields
+class MeSerializer(serializers.Serializer):
+    """The caller's id, username and email, read-only.
+
+    Declared field by field rather than as a ModelSerializer: a
+    ModelSerializer inspects the model to build its fields again for every
+    instance, which cost more than the rest of the view (roles/app/README.md,
+    "Tuned defaults")."""
+
+    id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(read_only=True)
+    email = serializers.EmailField(read_only=True)

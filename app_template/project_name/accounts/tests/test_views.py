@@ -17,10 +17,12 @@ def _claims(token):
     return jwt.decode(token, options={"verify_signature": False})
 
 
-def test_me_returns_username(client, tokens):
-    response = client.get("/api/me/", **_bearer(tokens["access"]))
+def test_me_returns_the_caller_with_one_query(client, tokens, user, django_assert_num_queries):
+    # The one query loads the user, so that a deactivated user is refused.
+    with django_assert_num_queries(1):
+        response = client.get("/api/me/", **_bearer(tokens["access"]))
     assert response.status_code == 200
-    assert response.json()["username"] == "alice"
+    assert response.json() == {"id": user.id, "username": "alice", "email": "alice@example.com"}
 
 
 def test_me_without_token_is_401(client):
