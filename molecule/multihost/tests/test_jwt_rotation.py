@@ -83,6 +83,7 @@ def test_graceful_rotation_logs_nobody_out(hosts, site, api_user, load):
     for part in APP_HOSTS:
         assert _jwks_kids(hosts[part]) == {old_kid}
 
+    started = {part: hosts[part].check_output("date '+%Y-%m-%d %H:%M:%S'") for part in APP_HOSTS}
     # A token every 10 calls: new tokens are signed during the rotation, and
     # the load stays under the rate limit on /api/token/.
     with load(threads=4, token_every=10) as running:
@@ -91,6 +92,14 @@ def test_graceful_rotation_logs_nobody_out(hosts, site, api_user, load):
     failures = running.failures()
     print(f"graceful rotation under load: {running.summary()}; failed: {len(failures)}")
     assert len(failures) == 0, running.summary()
+    # Workers were replaced one by one (gunicorn-rolling-reload), never all
+    # at once by a HUP.
+    for part in APP_HOSTS:
+        signals = hosts[part].check_output(
+            f"journalctl --quiet --output=cat --unit=gunicorn.service --since='{started[part]}' "
+            "| grep -o 'Handling signal: [a-z]*' | sort | uniq -c"
+        )
+        assert "Handling signal: ttou" in signals and "hup" not in signals, signals
 
     ring = _same_keyring_everywhere(hosts)
     new_kid = _signing_kid(ring)
