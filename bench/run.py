@@ -332,10 +332,12 @@ def changes_under_load(password, release_dir):
     rows = []
 
     def measure(name, action):
+        # Two seconds of load on each side of the change, to catch what
+        # fails just before or just after it.
         with Load(site, "demo", password, threads=4, max_seconds=300) as load:
-            time.sleep(2)
+            load.hold(2)
             action()
-            time.sleep(2)
+            load.hold(2)
         failures = len(load.failures())
         rows.append({"name": name, "requests": len(load.records), "failed": failures})
         if failures:

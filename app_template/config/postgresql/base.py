@@ -2,8 +2,8 @@
 
 With CONN_HEALTH_CHECKS, Django checks a kept connection before a request
 first uses it by sending `SELECT 1`: one more round trip to the database on
-every request, a quarter of what GET /api/me/ costs when the query itself is
-one round trip (roles/app/README.md, "Tuned defaults").
+every request, doubling the round trips of GET /api/me/, whose only query
+loads the user (roles/app/README.md, "Tuned defaults", has the measurement).
 
 This backend asks the operating system instead. A connection between
 requests is idle: the server has nothing to say on it. When the server
