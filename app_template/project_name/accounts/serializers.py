@@ -6,7 +6,7 @@ class MeSerializer(serializers.Serializer):
 
     Declared field by field rather than as a ModelSerializer: a
     ModelSerializer inspects the model to build its fields again for every
-    instance, which cost more than the rest of the view (roles/app/README.md,
+    instance, an eighth of this request in a profile (roles/app/README.md,
     "Tuned defaults")."""
 
     id = serializers.IntegerField(read_only=True)
