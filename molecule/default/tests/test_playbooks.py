@@ -7,7 +7,7 @@ from playbook_checks import (  # noqa: F401
     assert_refused_before_any_change,
     test_check_mode_on_converged_hosts_changes_nothing,
 )
-from testlib import keyring_secrets, run_playbook
+from testlib import keyring_secrets, recap_counts, run_playbook
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,15 @@ def test_no_secret_appears_in_the_ansible_output(host):
     for name, value in secrets.items():
         assert len(value) >= 16, name
         assert value not in log, f"{name} appears in the Ansible output"
+
+
+def test_base_puts_back_a_drifted_time_zone_and_time_sync(host):
+    """base reads the time zone and timesyncd's state once and runs the two
+    modules only for what drifted: the check must see real drift."""
+    host.run_expect([0], "ln -sf /usr/share/zoneinfo/Europe/Berlin /etc/localtime"
+                         " && systemctl disable --quiet systemd-timesyncd")
+    result = run_playbook("site.yml", "--tags", "base_configure")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert sum(count["changed"] for count in recap_counts(result.stdout).values()) == 2
+    assert host.file("/etc/localtime").linked_to == "/usr/share/zoneinfo/Etc/UTC"
+    assert host.service("systemd-timesyncd").is_enabled
