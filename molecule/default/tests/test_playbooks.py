@@ -54,3 +54,23 @@ def test_base_puts_back_a_drifted_time_zone_and_time_sync(host):
     assert sum(count["changed"] for count in recap_counts(result.stdout).values()) == 2
     assert host.file("/etc/localtime").linked_to == "/usr/share/zoneinfo/Etc/UTC"
     assert host.service("systemd-timesyncd").is_enabled
+
+
+def test_postgresql_remakes_a_damaged_self_signed_certificate(host):
+    """The crypto modules run only when the key and certificate differ from
+    their record (tasks/tls.yml); damage must still reach them."""
+    conf = host.check_output("ls -d /etc/postgresql/*/main")
+    key, cert = f"{conf}/server.key", f"{conf}/server.crt"
+    host.run_expect([0], f"chmod 0640 {key} && rm {cert}")
+    result = run_playbook("site.yml", "--tags", "postgresql_tls")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert host.file(key).mode == 0o600
+    assert host.check_output(f"openssl x509 -noout -pubkey -in {cert}") == host.check_output(
+        f"openssl pkey -pubout -in {key}")
+    # The reload handler ran: PostgreSQL serves TLS with the new certificate.
+    served = host.check_output(
+        f"echo | openssl s_client -starttls postgres -connect 127.0.0.1:5432 2>/dev/null"
+        f" | openssl x509 -noout -fingerprint -sha256")
+    assert served == host.check_output(f"openssl x509 -noout -fingerprint -sha256 -in {cert}")
+    again = run_playbook("site.yml", "--tags", "postgresql_tls")
+    assert sum(count["changed"] for count in recap_counts(again.stdout).values()) == 0, again.stdout[-3000:]
