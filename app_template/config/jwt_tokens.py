@@ -131,11 +131,17 @@ class AccessToken(tokens.AccessToken):
     _token_backend = token_backend
 
 
-# Who the token belongs to, written into every token at login and copied
-# into each access token made from the refresh token. A view that only needs
-# to know who is calling reads them instead of loading the user from the
-# database on every request (ClaimsAuthentication below).
+# Who the token belongs to, written into every token at login and read
+# again from the user at each refresh (RedeemedRefreshToken). A view that
+# only needs to know who is calling reads them instead of loading the user
+# from the database on every request (ClaimsAuthentication below).
 IDENTITY_CLAIMS = ("username", "email")
+
+
+def stamp_identity(token, user):
+    """Write the IDENTITY_CLAIMS of `user` into `token`."""
+    token["username"] = user.get_username()
+    token["email"] = user.email
 
 
 class RefreshToken(tokens.RefreshToken):
@@ -145,9 +151,25 @@ class RefreshToken(tokens.RefreshToken):
     @classmethod
     def for_user(cls, user):
         token = super().for_user(user)
-        token["username"] = user.get_username()
-        token["email"] = user.email
+        stamp_identity(token, user)
         return token
+
+
+class RedeemedRefreshToken(RefreshToken):
+    """A refresh token handed in for new tokens. Once verified, its identity
+    claims are read again from the user, so that the access token it makes
+    (and the refresh token that replaces it) name the user as they are now:
+    a renamed user is seen by ClaimsAuthentication one access token later,
+    not at their next login."""
+
+    def verify(self):
+        super().verify()
+        user = get_user_model()._default_manager.filter(
+            **{api_settings.USER_ID_FIELD: self.get(api_settings.USER_ID_CLAIM)}
+        ).first()
+        # No user: the serializer refuses the token, with the right error.
+        if user is not None:
+            stamp_identity(self, user)
 
 
 class UntypedToken(tokens.UntypedToken):
@@ -159,7 +181,7 @@ class TokenObtainPairSerializer(serializers.TokenObtainPairSerializer):
 
 
 class TokenRefreshSerializer(serializers.TokenRefreshSerializer):
-    token_class = RefreshToken
+    token_class = RedeemedRefreshToken
 
     def validate(self, attrs):
         # simplejwt looks the token's user up with .get(): a deleted user's
@@ -284,6 +306,6 @@ class ClaimsAuthentication(authentication.JWTStatelessUserAuthentication):
     every request, but a user deactivated or changed after login keeps
     the identity in their access token until it expires
     (DJANGO_JWT_ACCESS_LIFETIME, 5 minutes by default); a refresh is refused
-    to an inactive user. Views that act on the user's data keep the default,
+    to an inactive user and names a changed one as they are now. Views that act on the user's data keep the default,
     DatabaseUserAuthentication, which loads the user on every request.
     """

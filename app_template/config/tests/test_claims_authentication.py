@@ -40,3 +40,15 @@ def test_the_trade_off_a_deactivated_user_keeps_the_identity_until_expiry(tokens
     identity, _ = _authenticate(tokens["access"])
     assert identity.username == "alice"
     assert settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds() <= 300
+
+
+def test_a_refresh_brings_the_identity_up_to_date(client, tokens, user):
+    user.username, user.email = "alice.b", "alice.b@example.com"
+    user.save()
+    assert _authenticate(tokens["access"])[0].username == "alice"
+    refreshed = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]}).json()
+    identity, _ = _authenticate(refreshed["access"])
+    assert (identity.username, identity.email) == ("alice.b", "alice.b@example.com")
+    # The replacing refresh token carries the new identity on.
+    again = client.post("/api/token/refresh/", {"refresh": refreshed["refresh"]}).json()
+    assert _authenticate(again["access"])[0].username == "alice.b"
