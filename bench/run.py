@@ -451,7 +451,8 @@ def chart(serving_results, path):
     right.invert_yaxis()
     right.set_xlabel("latency (ms)")
     right.legend()
-    fig.suptitle(f"GET /api/me/ and ceilings, wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION}s")
+    fig.suptitle(f"GET /api/me/ and ceilings, wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION}s "
+                 f"(stack and bare WSGI: median of {ROUNDS} rounds of {ROUND_SECONDS} s)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
