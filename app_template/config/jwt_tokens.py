@@ -97,7 +97,7 @@ class KeyringTokenBackend(TokenBackend):
 
     def _remember(self, token, key, payload):
         exp = payload.get("exp")
-        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+        if not isinstance(exp, (int, float)):
             return
         if len(self._verified) >= self.VERIFIED_CACHE_SIZE:
             # Oldest first: dicts keep insertion order.
@@ -164,9 +164,7 @@ class RedeemedRefreshToken(RefreshToken):
 
     def verify(self):
         super().verify()
-        user = get_user_model()._default_manager.filter(
-            **{api_settings.USER_ID_FIELD: self.get(api_settings.USER_ID_CLAIM)}
-        ).first()
+        user = UserLoader.for_model(get_user_model()).load(self.get(api_settings.USER_ID_CLAIM))
         # No user: the serializer refuses the token, with the right error.
         if user is not None:
             stamp_identity(self, user)
@@ -306,6 +304,7 @@ class ClaimsAuthentication(authentication.JWTStatelessUserAuthentication):
     every request, but a user deactivated or changed after login keeps
     the identity in their access token until it expires
     (DJANGO_JWT_ACCESS_LIFETIME, 5 minutes by default); a refresh is refused
-    to an inactive user and names a changed one as they are now. Views that act on the user's data keep the default,
-    DatabaseUserAuthentication, which loads the user on every request.
+    to an inactive user and names a changed one as they are now. Views
+    that act on the user's data keep the default, DatabaseUserAuthentication,
+    which loads the user on every request.
     """
