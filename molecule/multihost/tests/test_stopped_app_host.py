@@ -54,6 +54,32 @@ def app2_back(hosts, site):
     assert wait_until(lambda: _both_hosts_serve(site), timeout=60)
 
 
+def _upstream_refusals(lb, offset):
+    """How many times the load balancer's nginx met a refused connection to
+    an app host since byte `offset` of its error log."""
+    return int(lb.check_output(
+        f"tail -c +{offset + 1} /var/log/nginx/error.log | grep -c 'connect() failed (111' || true"
+    ))
+
+
+def test_one_refused_connection_takes_a_host_out_for_every_lb_worker(hosts, site, app2_back):
+    """The load balancer's workers share what they learn about a host: after
+    one refused connection, no worker tries app2 again within fail_timeout.
+    Requests on fresh connections land on any worker, so without the shared
+    upstream zone each worker would meet the refusal once."""
+    lb = hosts["lb"]
+    assert int(lb.check_output("pgrep -c -f '^nginx: worker process'")) >= 2, "needs several workers"
+    assert wait_until(lambda: _both_hosts_serve(site), timeout=60)
+    offset = int(lb.check_output("stat -c %s /var/log/nginx/error.log"))
+    hosts["app2"].run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
+    started = time.monotonic()
+    statuses = [site.get("/healthz").status for _ in range(40)]
+    # Past fail_timeout (10 s) a worker rightly tries the host again.
+    assert time.monotonic() - started < 10
+    assert statuses == [200] * 40
+    assert _upstream_refusals(lb, offset) == 1
+
+
 def test_a_stopped_gunicorn_fails_no_request(hosts, site, load, app2_back):
     assert _both_hosts_serve(site)
     running, start, end = _outage(
