@@ -15,6 +15,7 @@ from testlib import keyring_secrets, recap_counts, run_playbook
     [
         ("nginx_server_name", "", "domain name"),
         ("postgresql_app_password", "short", "at least 16 characters"),
+        ("app_db_password", "short", "16 characters or more"),
         ("nginx_tls_mode", "letsencrypt", "selfsigned"),
     ],
 )

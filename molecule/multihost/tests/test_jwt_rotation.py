@@ -7,6 +7,7 @@ The tests run in file order and build on each other's keyring.
 """
 import base64
 import json
+import shlex
 
 from conftest import APP_HOSTS
 from testlib import (
@@ -44,17 +45,38 @@ def _jwks_kids(host):
     return {key["kid"] for key in json.loads(host.check_output(SOCKET_CURL + "http://localhost/.well-known/jwks.json"))["keys"]}
 
 
+def _key_fragments(hosts):
+    return {fragment for part in APP_HOSTS for fragment in keyring_secrets(hosts[part]).values()}
+
+
+def _assert_no_key_material(output, *fragment_sets):
+    leaked = [fragment[:8] for fragment in set().union(*fragment_sets) if fragment in output]
+    assert not leaked, f"key material in a playbook's output (starts: {leaked})"
+
+
 def _rotate(hosts, *extra):
     """Run rotate_jwt_keys.yml; require success and no key material in its
     output, old keys or new."""
-    secrets_before = {fragment for part in APP_HOSTS for fragment in keyring_secrets(hosts[part]).values()}
+    secrets_before = _key_fragments(hosts)
     result = run_playbook("rotate_jwt_keys.yml", *extra)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    secrets_after = {fragment for part in APP_HOSTS for fragment in keyring_secrets(hosts[part]).values()}
-    leaked = [fragment[:8] for fragment in secrets_before | secrets_after if fragment in output]
-    assert not leaked, f"key material in the rotation output (starts: {leaked})"
+    _assert_no_key_material(output, secrets_before, _key_fragments(hosts))
     return result
+
+
+def _signed_with(host, kid, claims):
+    """A token with `claims`, signed on `host` with its keyring's key `kid`
+    (the key never leaves the host)."""
+    script = (
+        "import json, sys, jwt\n"
+        "ring = json.load(open(sys.argv[1]))\n"
+        "key = next(k for k in ring['keys'] if k['kid'] == sys.argv[2])\n"
+        "print(jwt.encode(json.loads(sys.argv[3]), key['key'], algorithm=key['alg'], headers={'kid': key['kid']}))\n"
+    )
+    return host.check_output(
+        "/srv/app/current/venv/bin/python -c " + " ".join(shlex.quote(arg) for arg in (script, KEYRING, kid, json.dumps(claims)))
+    ).strip()
 
 
 def _same_keyring_everywhere(hosts):
@@ -112,27 +134,84 @@ def test_graceful_rotation_logs_nobody_out(hosts, site, api_user, load):
         assert _status_on(hosts[part], "/api/me/", after["access"]) == 200
 
 
-def test_rotating_again_after_an_interruption_completes_it(hosts):
+def _stop_a_rotation_at_its_pause(hosts):
+    """Start a graceful rotation and stop it between its phases, while it
+    waits to activate; return the staged kid and the keyring then."""
     signing_before = _signing_kid(_same_keyring_everywhere(hosts))
-    # Interrupt a rotation between its phases: while it waits to activate.
+    secrets_before = _key_fragments(hosts)
     rotation = start_playbook("rotate_jwt_keys.yml", "-e", "jwt_keys_publish_wait=600")
+    output = []
     try:
         for line in rotation.stdout:
+            output.append(line)
             if "Give JWKS caches time to fetch the new key" in line:
                 break
         else:
             raise AssertionError("the rotation ended before its pause")
     finally:
         rotation.terminate()
-        rotation.wait(timeout=60)
+        output.append(rotation.communicate(timeout=60)[0])
+    _assert_no_key_material("".join(output), secrets_before, _key_fragments(hosts))
     ring = _same_keyring_everywhere(hosts)
     assert _signing_kid(ring) == signing_before
     (staged,) = [key["kid"] for key in ring["keys"] if key["state"] == "verifying" and not key["retired"]]
+    # Staged: every host verifies the new key (JWKS lists it) before any
+    # signs with it.
+    for part in APP_HOSTS:
+        assert _jwks_kids(hosts[part]) == {key["kid"] for key in ring["keys"]}
+    return staged, ring
 
+
+def _access_on(host, user):
+    """An access token from `host`'s own Gunicorn."""
+    body = json.dumps({"username": user["username"], "password": user["password"]})
+    return json.loads(host.check_output(
+        SOCKET_CURL + "--fail --header 'Content-Type: application/json' "
+        f"--data {shlex.quote(body)} http://localhost/api/token/"
+    ))["access"]
+
+
+# What activating does to one host's file, written the way the role writes
+# it, without reloading the app: a run stopped between those two steps.
+ACTIVATE_ON_THIS_HOST_ONLY = """
+import json, sys, time
+path, staged = sys.argv[1], sys.argv[2]
+ring = json.load(open(path))
+for key in ring["keys"]:
+    if key["state"] == "signing":
+        key.update(state="verifying", retired=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    elif key["kid"] == staged:
+        key["state"] = "signing"
+ring["version"] += 1
+with open(path, "w") as out:
+    out.write(json.dumps(ring, indent=2, sort_keys=True) + "\\n")
+"""
+
+
+def test_rotating_again_after_an_interruption_completes_it(hosts):
+    staged, _ = _stop_a_rotation_at_its_pause(hosts)
     _rotate(hosts)
     ring = _same_keyring_everywhere(hosts)
     assert _signing_kid(ring) == staged
     assert not [key for key in ring["keys"] if key["state"] == "verifying" and not key["retired"]]
+
+
+def test_a_rotation_stopped_while_activating_is_finished_not_repeated(hosts, api_user):
+    staged, ring = _stop_a_rotation_at_its_pause(hosts)
+    # app1's file says "sign with the staged key"; its app still runs the
+    # keyring before; app2 has not been reached.
+    hosts["app1"].run_expect([0], " ".join(
+        shlex.quote(arg) for arg in ("python3", "-c", ACTIVATE_ON_THIS_HOST_ONLY, KEYRING, staged)))
+    assert _kid(_access_on(hosts["app1"], api_user)) != staged
+
+    _rotate(hosts)
+    finished = _same_keyring_everywhere(hosts)
+    # The same rotation, finished: no other key was made.
+    assert _signing_kid(finished) == staged
+    assert {key["kid"] for key in finished["keys"]} == {key["kid"] for key in ring["keys"]}
+    # Both hosts sign with it, app1 too although its file had not changed.
+    for part in APP_HOSTS:
+        assert _kid(_access_on(hosts[part], api_user)) == staged
 
 
 def test_retire_removes_only_keys_whose_tokens_have_expired(hosts, site, api_user):
@@ -145,6 +224,14 @@ def test_retire_removes_only_keys_whose_tokens_have_expired(hosts, site, api_use
     _rotate(hosts, "-e", "jwt_keys_retire=true")
     assert _same_keyring_everywhere(hosts) == ring
 
+    # A token signed with a key that stopped signing still verifies while the
+    # key is in the keyring (here one that has not expired: made for the test).
+    claims = jwt_claims(site.obtain_tokens(api_user["username"], api_user["password"])["access"])
+    old_key_token = _signed_with(hosts["app1"], retired[0], claims)
+    assert _kid(old_key_token) == retired[0]
+    for part in APP_HOSTS:
+        assert _status_on(hosts[part], "/api/me/", old_key_token) == 200
+
     # With lifetimes of a second, every key that stopped signing goes.
     result = _rotate(hosts, "-e", "jwt_keys_retire=true", "-e", "jwt_keys_access_lifetime=1",
                      "-e", "jwt_keys_refresh_lifetime=1")
@@ -155,6 +242,7 @@ def test_retire_removes_only_keys_whose_tokens_have_expired(hosts, site, api_use
     for part in APP_HOSTS:
         assert _jwks_kids(hosts[part]) == {current}
         assert _status_on(hosts[part], "/api/me/", fresh["access"]) == 200
+        assert _status_on(hosts[part], "/api/me/", old_key_token) == 401
 
 
 def test_emergency_rotation_refuses_every_earlier_token(hosts, site, api_user):
@@ -175,9 +263,11 @@ def test_emergency_rotation_refuses_every_earlier_token(hosts, site, api_user):
 
 def test_a_host_without_the_keyring_gets_its_peers_on_the_next_site_run(hosts):
     expected = hosts["app1"].check_output(f"sha256sum {KEYRING}").split()[0]
+    secrets = _key_fragments(hosts)
     hosts["app2"].run_expect([0], f"rm {KEYRING}")
     result = run_playbook("site.yml")
     assert result.returncode == 0, result.stdout[-4000:]
+    _assert_no_key_material(result.stdout + result.stderr, secrets)
     assert hosts["app2"].check_output(f"sha256sum {KEYRING}").split()[0] == expected
     counts = recap_counts(result.stdout)
     assert counts["drf-mh-app1"]["changed"] == 0, result.stdout[-4000:]

@@ -1,2 +1,22 @@
-"""Check mode on the converged hosts (molecule/_shared/playbook_checks.py)."""
-from playbook_checks import test_check_mode_on_converged_hosts_changes_nothing  # noqa: F401
+"""The playbooks across hosts: check mode on the converged hosts
+(molecule/_shared/playbook_checks.py), and one host's bad input stopping
+every host."""
+import tempfile
+
+from conftest import HOSTS
+from playbook_checks import (  # noqa: F401
+    assert_refused_before_any_change,
+    test_check_mode_on_converged_hosts_changes_nothing,
+)
+from testlib import run_playbook
+
+
+def test_one_hosts_bad_input_stops_every_host_before_any_change():
+    # A second inventory source that gives app2 alone a bad value.
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as inventory:
+        inventory.write(f"all:\n  hosts:\n    {HOSTS['app2']}:\n      app_gunicorn_workers: 0\n")
+        inventory.flush()
+        result = run_playbook("site.yml", "-i", inventory.name)
+    assert_refused_before_any_change(result, "app_gunicorn_workers", "at least 1")
+    # The hosts with good input stopped too, in the same pre-flight play.
+    assert "PLAY [Prepare every host]" not in result.stdout, result.stdout[-3000:]

@@ -22,7 +22,10 @@ options:
   action:
     description:
       - C(ensure) makes a first keyring if no host has one, else keeps the newest.
-      - C(stage) adds a new verify-only key, unless one is staged already.
+      - C(stage) adds a new verify-only key, unless one is staged already or
+        an activation stopped half-way (some host signs with a key another
+        still holds as staged); then it only brings every host to the newest
+        keyring, which finishes that rotation.
       - C(activate) makes the staged key the signing key; the old one keeps verifying.
       - C(retire) removes keys that stopped signing more than I(retire_after) seconds ago.
       - C(emergency) replaces every key with one new signing key.
@@ -151,8 +154,9 @@ def _probe_token(key):
     return f"{signing_input}.{_b64(_sign(key, signing_input.encode()))}"
 
 
-def _newest(module, texts):
-    newest = None
+def _parse(module, texts):
+    """The keyrings of the hosts that have one, checked."""
+    keyrings = []
     for text in texts:
         if not text.strip():
             continue
@@ -164,17 +168,31 @@ def _newest(module, texts):
             module.fail_json(msg="An app host holds a keyring that is not valid JSON with a version and keys.")
         if len([key for key in keys if key.get("state") == "signing"]) != 1:
             module.fail_json(msg=f"The keyring of version {version} does not have exactly one signing key.")
-        if newest is None or version > newest["version"]:
-            newest = {"version": version, "keys": keys}
-    return newest
+        keyrings.append({"version": version, "keys": keys})
+    return keyrings
+
+
+def _newest(keyrings):
+    return max(keyrings, key=lambda keyring: keyring["version"], default=None)
+
+
+def _activation_unfinished(newest, keyrings):
+    """Whether a rotation stopped while activating: the newest keyring signs
+    with a key that another host still holds as staged. Staging again would
+    start a second rotation; bringing the other hosts to the newest one
+    finishes the first."""
+    signing = next(key["kid"] for key in newest["keys"] if key["state"] == "signing")
+    return any((_staged(keyring) or {}).get("kid") == signing for keyring in keyrings)
 
 
 def _staged(keyring):
     return next((k for k in keyring["keys"] if k["state"] == "verifying" and not k.get("retired")), None)
 
 
-def _step(module, keyring, action, algorithm, retire_after):
-    """The keyring after `action`, and the kids it removed."""
+def _step(module, keyrings, action, algorithm, retire_after):
+    """The keyring after `action` on the newest of the hosts' `keyrings`, and
+    the kids it removed."""
+    keyring = _newest(keyrings)
     keys = [dict(key) for key in keyring["keys"]] if keyring else []
     removed = []
     if action == "emergency":
@@ -185,7 +203,7 @@ def _step(module, keyring, action, algorithm, retire_after):
             module.fail_json(msg="No app host has a JWT keyring yet: run site.yml first.")
         keys = [_new_key(algorithm) | {"state": "signing"}]
     elif action == "stage":
-        if _staged(keyring) is None:
+        if _staged(keyring) is None and not _activation_unfinished(keyring, keyrings):
             keys.append(_new_key(algorithm))
     elif action == "activate":
         staged = _staged(keyring)
@@ -228,9 +246,9 @@ def main():
     )
     if not HAS_CRYPTOGRAPHY:
         module.fail_json(msg="The Python package cryptography is needed on the controller.")
-    newest = _newest(module, module.params["keyrings"])
+    keyrings = _parse(module, module.params["keyrings"])
     keyring, removed, changed = _step(
-        module, newest, module.params["action"], module.params["algorithm"], module.params["retire_after"]
+        module, keyrings, module.params["action"], module.params["algorithm"], module.params["retire_after"]
     )
     signing = next(key for key in keyring["keys"] if key["state"] == "signing")
     staged = _staged(keyring)
