@@ -2,6 +2,7 @@
 rotation, and the status report."""
 import hashlib
 import json
+import os
 import shlex
 import uuid
 
@@ -67,8 +68,9 @@ def test_backup_then_restore_brings_the_data_back(host, site, api_user, database
     _sql(host, database, "DELETE FROM token_blacklist_blacklistedtoken")
     assert _blacklisted(host, database, jti) == 0
 
+    # Named as `ls` in the backup directory shows it.
     result = run_playbook(
-        "restore.yml", "-e", f"backup_restore_file={dump}", "-e", "backup_restore_confirm=true"
+        "restore.yml", "-e", f"backup_restore_file={os.path.basename(dump)}", "-e", "backup_restore_confirm=true"
     )
     assert result.returncode == 0, result.stdout[-4000:]
     assert _blacklisted(host, database, jti) == 1
