@@ -9,7 +9,7 @@ import ssl
 
 import pytest
 
-from testlib import jwt_claims, jwt_hs256, jwt_unsigned
+from testlib import jwt_claims, jwt_es256_new_key, jwt_header, jwt_hs256, jwt_unsigned
 
 
 def test_token_obtain_returns_access_and_refresh(site, api_user):
@@ -41,6 +41,13 @@ def test_me_without_token_is_401(site):
 def test_me_with_token_signed_by_another_key_is_401(site, tokens):
     forged = jwt_hs256(jwt_claims(tokens["access"]), "not-the-server-key-" * 3)
     assert site.get("/api/me/", token=forged).status == 401
+
+
+def test_me_with_token_of_the_servers_kid_signed_by_another_key_is_401(site, tokens):
+    # Past the key lookup: the kid is the server's, only the signature is not.
+    forged = jwt_es256_new_key(jwt_claims(tokens["access"]), jwt_header(tokens["access"])["kid"])
+    assert site.get("/api/me/", token=forged).status == 401
+    assert site.post("/api/token/verify/", {"token": forged}).status == 401
 
 
 def test_me_with_alg_none_token_is_401(site, tokens):

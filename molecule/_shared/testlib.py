@@ -172,6 +172,25 @@ def jwt_hs256(claims, key):
     return f"{header}.{body}.{_b64(signature)}"
 
 
+def jwt_header(token):
+    header = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+
+
+def jwt_es256_new_key(claims, kid):
+    """A token claiming to be signed with the server's key `kid`, but signed
+    with a key made here."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    header = _b64(json.dumps({"alg": "ES256", "kid": kid, "typ": "JWT"}).encode())
+    body = _b64(json.dumps(claims).encode())
+    key = ec.generate_private_key(ec.SECP256R1())
+    r, s = decode_dss_signature(key.sign(f"{header}.{body}".encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{header}.{body}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
 def jwt_unsigned(claims):
     header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     return f"{header}.{_b64(json.dumps(claims).encode())}."

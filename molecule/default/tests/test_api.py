@@ -1,7 +1,11 @@
 """The API contract (molecule/_shared/api_contract.py) on the one-host
 layout, and what only this layout can show: the database stopped or
 restarted under the app, static files from the release on disk."""
+import json
+import shlex
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from api_contract import *  # noqa: F401,F403
 from testlib import wait_until
@@ -50,28 +54,37 @@ def test_static_files_are_served_by_nginx(host, site):
     assert response.headers["Content-Type"] == "text/css"
 
 
-def test_token_requests_beyond_the_rate_get_429_while_other_clients_pass(host, site):
+@pytest.mark.parametrize(
+    "path, flood, flood_status, probe, probe_status",
+    [
+        # Without a password, so that the requests nginx lets through are
+        # answered 400 at once instead of each costing a password hash: the
+        # limit, not the hasher, is under test.
+        ("/api/token/", {"username": "nobody"}, 400,
+         {"username": "nobody", "password": "not-the-password"}, 401),
+        ("/api/token/refresh/", {"refresh": "garbage"}, 401, {"refresh": "garbage"}, 401),
+    ],
+)
+def test_token_requests_beyond_the_rate_get_429_while_other_clients_pass(
+    host, site, path, flood, flood_status, probe, probe_status
+):
+    # The limit must have let this machine go from an earlier run.
+    assert wait_until(lambda: site.post(path, probe).status == probe_status, timeout=10)
     # Far more than 10/s (and the burst of 20) from this machine: 40 at once.
-    # Without a password, so that the requests nginx lets through are
-    # answered 400 at once instead of each costing a password hash: the
-    # limit, not the hasher, is under test.
-    no_password = {"username": "nobody"}
     with ThreadPoolExecutor(max_workers=40) as pool:
-        responses = list(pool.map(lambda _: site.post("/api/token/", no_password), range(80)))
+        responses = list(pool.map(lambda _: site.post(path, flood), range(80)))
     limited = [response for response in responses if response.status == 429]
-    print(f"{len(limited)} of {len(responses)} token requests answered 429")
+    print(f"{path}: {len(limited)} of {len(responses)} requests answered 429")
     assert limited and len(limited) < len(responses)
-    assert {response.status for response in responses} == {400, 429}
+    assert {response.status for response in responses} == {flood_status, 429}
     assert "detail" in limited[0].json()
     assert limited[0].headers["Content-Type"] == "application/json"
     # ...while another client (the host itself, 127.0.0.1) is served.
     other = host.check_output(
         "curl --silent --output /dev/null --write-out '%{http_code}' "
         "--cacert /etc/nginx/tls/localhost.crt --header 'Content-Type: application/json' "
-        """--data '{"username": "nobody", "password": "not-the-password"}' """
-        "https://localhost/api/token/"
+        f"--data {shlex.quote(json.dumps(probe))} https://localhost{path}"
     )
-    assert other == "401"
+    assert other == str(probe_status)
     # The limit is a rate: this machine is served again a moment later.
-    credentials = {"username": "nobody", "password": "not-the-password"}
-    assert wait_until(lambda: site.post("/api/token/", credentials).status == 401, timeout=10)
+    assert wait_until(lambda: site.post(path, probe).status == probe_status, timeout=10)

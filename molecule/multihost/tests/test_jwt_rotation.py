@@ -1,17 +1,17 @@
 """JWT signing keys rotated across both app hosts with
 playbooks/rotate_jwt_keys.yml: graceful (nobody logged out, under load),
 retire (the old key's tokens refused once it goes), emergency (everything
-earlier refused), and a host without the keyring given its peers'.
+earlier refused), rotations stopped part-way and run again, and a host
+without the keyring given its peers'.
 
 The tests run in file order and build on each other's keyring.
 """
-import base64
 import json
 import shlex
 
 from conftest import APP_HOSTS
 from testlib import (
-    KEYRING, jwt_claims, keyring, keyring_secrets, recap_counts, run_playbook, start_playbook,
+    KEYRING, jwt_claims, jwt_header, keyring, keyring_secrets, recap_counts, run_playbook, start_playbook,
 )
 
 SOCKET_CURL = (
@@ -21,8 +21,7 @@ SOCKET_CURL = (
 
 
 def _kid(token):
-    header = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+    return jwt_header(token)["kid"]
 
 
 def _status_on(host, path, token):
