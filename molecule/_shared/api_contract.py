@@ -4,6 +4,7 @@ Shared by every scenario: each one's tests/test_api.py imports these tests,
 with its own `site`, `api_user` and `tokens` fixtures (one host, or the load
 balancer in front of several).
 """
+import os
 import socket
 import ssl
 
@@ -18,6 +19,19 @@ def test_token_obtain_returns_access_and_refresh(site, api_user):
     )
     assert response.status == 200
     assert set(response.json()) >= {"access", "refresh"}
+
+
+def test_the_inventorys_first_user_can_log_in(site):
+    # app_users in inventory/demo: the demo user, its password generated
+    # into the inventory's .secrets/ on the first run (DEMO_* override both).
+    username = os.environ.get("DEMO_USERNAME") or "demo"
+    password = os.environ.get("DEMO_PASSWORD")
+    if not password:
+        secrets = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", ".secrets")
+        with open(os.path.join(secrets, "demo_password"), encoding="utf-8") as secret:
+            password = secret.read().split()[0]
+    tokens = site.obtain_tokens(username, password)
+    assert site.get("/api/me/", token=tokens["access"]).json()["username"] == username
 
 
 def test_token_obtain_with_wrong_password_is_401(site, api_user):

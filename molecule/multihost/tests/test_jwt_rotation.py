@@ -9,7 +9,7 @@ The tests run in file order and build on each other's keyring.
 import json
 import shlex
 
-from conftest import APP_HOSTS
+from conftest import APP_HOSTS, HOSTS
 from testlib import (
     KEYRING, jwt_claims, jwt_header, keyring, keyring_secrets, recap_counts, run_playbook, start_playbook,
 )
@@ -260,13 +260,25 @@ def test_emergency_rotation_refuses_every_earlier_token(hosts, site, api_user):
     assert jwt_claims(after["access"])["token_type"] == "access"
 
 
-def test_a_host_without_the_keyring_gets_its_peers_on_the_next_site_run(hosts):
+def test_a_rotation_limited_to_some_app_hosts_is_refused(hosts):
+    ring = _same_keyring_everywhere(hosts)
+    result = run_playbook("rotate_jwt_keys.yml", "--limit", HOSTS["app1"])
+    assert result.returncode != 0
+    assert "must run on every app host" in result.stdout + result.stderr
+    assert _same_keyring_everywhere(hosts) == ring
+
+
+def test_a_host_without_the_keyring_gets_its_peers_on_its_first_site_run(hosts):
+    # As a new app host is added: site.yml limited to it. Its keyring comes
+    # from the hosts outside the run.
     expected = hosts["app1"].check_output(f"sha256sum {KEYRING}").split()[0]
     secrets = _key_fragments(hosts)
     hosts["app2"].run_expect([0], f"rm {KEYRING}")
-    result = run_playbook("site.yml")
+    result = run_playbook("site.yml", "--limit", HOSTS["app2"])
     assert result.returncode == 0, result.stdout[-4000:]
     _assert_no_key_material(result.stdout + result.stderr, secrets)
     assert hosts["app2"].check_output(f"sha256sum {KEYRING}").split()[0] == expected
-    counts = recap_counts(result.stdout)
-    assert counts["drf-mh-app1"]["changed"] == 0, result.stdout[-4000:]
+    # The site: both hosts serve tokens each other verifies.
+    for part in APP_HOSTS:
+        assert _jwks_kids(hosts[part]) == {key["kid"] for key in keyring(hosts["app1"])["keys"]}
+    assert set(recap_counts(result.stdout)) == {HOSTS["app2"]}, result.stdout[-4000:]

@@ -2,7 +2,8 @@
 
 The tests run in file order and build on each other, like the releases of a
 real project: A (converged), then B, a broken C and D, back to A, a release
-from git, and enough more to be pruned. Every deploy runs under a bounded
+from git, enough more to be pruned, back to a release by name, and a
+migration without the pre-migration dump. Every deploy runs under a bounded
 load of token requests and authenticated GET /api/me/ calls over HTTPS.
 """
 import glob
@@ -190,3 +191,47 @@ def test_only_the_newest_releases_are_kept(host, history):
     # The newest three by switch time: F (current), E (previous), G.
     assert sorted(releases) == sorted([history["F"], history["E"], history["G"]])
     assert os.path.basename(host.check_output("readlink /srv/app/previous")) == history["E"]
+
+
+def test_rollback_to_a_named_release_and_refusal_of_an_unknown_one(host, site, load, history):
+    with load() as running:
+        result = run_playbook("rollback.yml", "-e", f"app_rollback_release={history['G']}")
+        _settle(running)
+    print(f"rollback F -> G (named) under load: {running.summary()}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert _current_release(host) == history["G"]
+    assert _served_release(site) == history["G"]
+    assert running.failures() == [], running.summary()
+
+    result = run_playbook("rollback.yml", "-e", "app_rollback_release=no-such-release")
+    assert result.returncode != 0
+    assert 'app_rollback_release "no-such-release" is not a built release' in result.stdout + result.stderr
+    assert _current_release(host) == history["G"]
+
+
+def _add_migration(project):
+    migrations = os.path.join(_package_dir(project), "accounts", "migrations")
+    os.makedirs(migrations, exist_ok=True)
+    open(os.path.join(migrations, "__init__.py"), "w").close()
+    with open(os.path.join(migrations, "0001_marker.py"), "w") as migration:
+        migration.write(
+            "from django.db import migrations\n\n\n"
+            "class Migration(migrations.Migration):\n"
+            "    dependencies = []\n"
+            "    operations = [migrations.RunSQL('CREATE TABLE release_marker (id integer)',\n"
+            "                                    'DROP TABLE release_marker')]\n"
+        )
+
+
+def test_migrating_without_the_pre_migration_dump_when_switched_off(host, site, history):
+    dumps = "/var/backups/drf-app"
+    before = host.check_output(f"ls -1 {dumps}")
+    result = _deploy(project_variant("M", _add_migration), "-e", "app_backup_before_migrate=false")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    applied = host.check_output("/usr/local/sbin/app-manage showmigrations accounts")
+    assert "[X] 0001_marker" in applied, applied
+    assert "Database dumped to" not in output
+    assert host.check_output(f"ls -1 {dumps}") == before
+    history["M"] = _current_release(host)
+    assert _served_release(site) == history["M"]
