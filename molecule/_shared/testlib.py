@@ -5,6 +5,7 @@ Requests go from the test machine to the ports the containers publish on
 the one read from the host, and sends the site's name in SNI and Host.
 """
 import base64
+import glob
 import hashlib
 import hmac
 import http.client
@@ -249,6 +250,22 @@ def project_variant(name, change=None):
     if change:
         change(target)
     return target
+
+
+def add_migration(project, name, operations, preamble=""):
+    """Give the project's accounts app the migration `name`: `operations` is
+    the source of its operations list, `preamble` of what it needs above."""
+    (accounts,) = glob.glob(os.path.join(project, "*", "accounts"))
+    migrations = os.path.join(accounts, "migrations")
+    os.makedirs(migrations, exist_ok=True)
+    open(os.path.join(migrations, "__init__.py"), "w").close()
+    with open(os.path.join(migrations, f"{name}.py"), "w") as migration:
+        migration.write(
+            f"from django.db import migrations\n\n\n{preamble}"
+            "class Migration(migrations.Migration):\n"
+            "    dependencies = []\n"
+            f"    operations = {operations}\n"
+        )
 
 
 def recap_counts(output):

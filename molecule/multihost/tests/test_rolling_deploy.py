@@ -5,7 +5,7 @@ import os
 import re
 
 from conftest import APP_HOSTS, HOSTS
-from testlib import project_variant, run_playbook
+from testlib import add_migration, project_variant, run_playbook
 
 
 def _current_release(host):
@@ -22,19 +22,8 @@ MIGRATION = "0001_rolling_marker"
 def _add_migration(project):
     """A migration the running release does not mind (a new table), so that
     the deploy has one to run."""
-    package = next(entry.path for entry in os.scandir(project)
-                   if os.path.isdir(os.path.join(entry.path, "accounts")))
-    migrations = os.path.join(package, "accounts", "migrations")
-    os.makedirs(migrations, exist_ok=True)
-    open(os.path.join(migrations, "__init__.py"), "w").close()
-    with open(os.path.join(migrations, f"{MIGRATION}.py"), "w") as migration:
-        migration.write(
-            "from django.db import migrations\n\n\n"
-            "class Migration(migrations.Migration):\n"
-            "    dependencies = []\n"
-            "    operations = [migrations.RunSQL(\n"
-            "        'CREATE TABLE rolling_marker (id integer)', 'DROP TABLE rolling_marker')]\n"
-        )
+    add_migration(project, MIGRATION, "[migrations.RunSQL("
+                  "'CREATE TABLE rolling_marker (id integer)', 'DROP TABLE rolling_marker')]")
 
 
 def _task_results(output, task):

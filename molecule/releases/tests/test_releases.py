@@ -6,38 +6,23 @@ from git, enough more to be pruned, back to a release by name, and a
 migration without the pre-migration dump. Every deploy runs under a bounded
 load of token requests and authenticated GET /api/me/ calls over HTTPS.
 """
-import glob
 import os
 import subprocess
 import time
 
 import pytest
 
-from testlib import PROJECT_DIR, Load, project_variant, recap_counts, run_playbook
+from testlib import PROJECT_DIR, Load, add_migration, project_variant, recap_counts, run_playbook
 
 RENDERED = os.path.join(PROJECT_DIR, "build", "app")
 RELEASES = "/srv/app/releases"
 
 
-def _package_dir(project):
-    """The project's own package: the directory that holds accounts/."""
-    (accounts,) = glob.glob(os.path.join(project, "*", "accounts"))
-    return os.path.dirname(accounts)
-
-
 def _add_failing_migration(project):
-    migrations = os.path.join(_package_dir(project), "accounts", "migrations")
-    os.makedirs(migrations, exist_ok=True)
-    open(os.path.join(migrations, "__init__.py"), "w").close()
-    with open(os.path.join(migrations, "0001_fails.py"), "w") as migration:
-        migration.write(
-            "from django.db import migrations\n\n\n"
-            "def fail(apps, schema_editor):\n"
-            "    raise RuntimeError('this migration fails on purpose')\n\n\n"
-            "class Migration(migrations.Migration):\n"
-            "    dependencies = []\n"
-            "    operations = [migrations.RunPython(fail)]\n"
-        )
+    add_migration(project, "0001_fails", "[migrations.RunPython(fail)]", preamble=(
+        "def fail(apps, schema_editor):\n"
+        "    raise RuntimeError('this migration fails on purpose')\n\n\n"
+    ))
 
 
 def _break_startup(project):
@@ -210,17 +195,8 @@ def test_rollback_to_a_named_release_and_refusal_of_an_unknown_one(host, site, l
 
 
 def _add_migration(project):
-    migrations = os.path.join(_package_dir(project), "accounts", "migrations")
-    os.makedirs(migrations, exist_ok=True)
-    open(os.path.join(migrations, "__init__.py"), "w").close()
-    with open(os.path.join(migrations, "0001_marker.py"), "w") as migration:
-        migration.write(
-            "from django.db import migrations\n\n\n"
-            "class Migration(migrations.Migration):\n"
-            "    dependencies = []\n"
-            "    operations = [migrations.RunSQL('CREATE TABLE release_marker (id integer)',\n"
-            "                                    'DROP TABLE release_marker')]\n"
-        )
+    add_migration(project, "0001_marker", "[migrations.RunSQL("
+                  "'CREATE TABLE release_marker (id integer)', 'DROP TABLE release_marker')]")
 
 
 def test_migrating_without_the_pre_migration_dump_when_switched_off(host, site, history):
