@@ -127,6 +127,7 @@ def test_http_redirects_to_https(site):
     response = site.plain_http("GET", "/api/me/?x=1")
     assert response.status == 301
     assert response.headers["Location"] == f"https://{site.domain}/api/me/?x=1"
+    assert response.headers["X-Request-ID"]
 
 
 def test_tls_1_2_is_accepted(site):
