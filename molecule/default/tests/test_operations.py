@@ -139,6 +139,33 @@ def test_backup_playbook_takes_a_dump_and_fetches_it_privately(host, database, t
     assert hashlib.sha256(fetched.read_bytes()).hexdigest() == host.file(dump).sha256sum
 
 
+def test_copy_command_runs_in_the_sandbox_with_its_credentials(host, database):
+    # As an off-site copy does: read credentials under /root, write outside
+    # the host's backup directory (here a stand-in for a mounted share).
+    offsite = "/srv/offsite"
+    host.run_expect([0], f"mkdir -p {offsite} && echo token-{uuid.uuid4().hex} > /root/.offsite-token")
+    copy = {
+        "backup_copy_command": f'cp "$1" {offsite}/ && cp /root/.offsite-token {offsite}/token-seen',
+        "backup_copy_writable_paths": [offsite],
+    }
+    try:
+        result = run_playbook("site.yml", "-e", json.dumps(copy))
+        assert result.returncode == 0, result.stdout[-4000:]
+        before = _dumps(host, database)
+        host.run_expect([0], f"systemctl start {UNIT}")
+        (dump,) = sorted(set(_dumps(host, database)) - set(before))
+        copied = host.file(f"{offsite}/{os.path.basename(dump)}")
+        assert copied.exists and copied.size == host.file(dump).size
+        assert host.file(f"{offsite}/token-seen").content_string == host.file("/root/.offsite-token").content_string
+        assert f"copied {dump}" in host.check_output(f"journalctl -u {UNIT} -n 5 --no-pager -o cat")
+    finally:
+        # Back to the converged configuration, without the copy.
+        result = run_playbook("site.yml")
+        host.run(f"rm -rf {offsite} /root/.offsite-token")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "drf-backup-copy" not in host.file("/usr/local/sbin/drf-backup").content_string
+
+
 def test_request_id_is_followed_from_nginx_to_django(host, site):
     rid = "test-" + uuid.uuid4().hex
     response = site.get("/api/me/", headers={"X-Request-ID": rid})
