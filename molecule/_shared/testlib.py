@@ -97,6 +97,12 @@ class Site:
             with context.wrap_socket(sock, server_hostname=self.domain) as tls:
                 return tls.version()
 
+    def connection(self):
+        """An HTTPS connection to the site, for requests built by hand."""
+        return _PinnedHTTPSConnection(
+            self.domain, self.https_port, self.address, self._context, self.timeout
+        )
+
     def request(self, method, path, body=None, headers=None, token=None, raw=None):
         headers = dict(headers or {})
         if token:
@@ -109,9 +115,7 @@ class Site:
             headers["Content-Type"] = "application/json"
         else:
             payload = None
-        connection = _PinnedHTTPSConnection(
-            self.domain, self.https_port, self.address, self._context, self.timeout
-        )
+        connection = self.connection()
         try:
             connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()

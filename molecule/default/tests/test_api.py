@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from api_contract import *  # noqa: F401,F403
-from testlib import wait_until
+from testlib import Response, wait_until
 
 
 def _database_answers(host):
@@ -41,6 +41,54 @@ def test_no_request_fails_after_a_database_restart(host, site, tokens):
     host.run_expect([0], "systemctl restart postgresql")
     assert wait_until(lambda: _database_answers(host), timeout=30)
     assert set(statuses()) == {200}
+
+
+def _assert_json_error(response, status):
+    assert response.status == status
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["detail"]
+    # The headers nginx adds to every response, errors included.
+    assert response.headers["X-Request-ID"]
+    assert response.headers["Strict-Transport-Security"]
+
+
+def _headers_only(site, method, path, headers):
+    """Send a request's headers, exactly as given, and no body."""
+    connection = site.connection()
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.endheaders()
+        raw = connection.getresponse()
+        return Response(raw.status, raw.headers, raw.read())
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "headers, status, detail",
+    [
+        # nginx answers from the Content-Length alone (10m allowed), before
+        # any of the body is sent.
+        ([("Content-Type", "application/json"), ("Content-Length", str(11 * 1024 * 1024))],
+         413, "10m"),
+        ([("Host", "another.example")], 400, "malformed"),
+    ],
+)
+def test_nginx_answers_requests_it_refuses_with_json(site, headers, status, detail):
+    response = _headers_only(site, "POST", "/api/me/", [("Host", site.domain)] + headers)
+    _assert_json_error(response, status)
+    assert detail in response.json()["detail"]
+
+
+def test_nginx_answers_with_json_502_while_gunicorn_is_stopped(host, site):
+    host.run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
+    try:
+        _assert_json_error(site.get("/api/me/"), 502)
+    finally:
+        host.run_expect([0], "systemctl start gunicorn.socket gunicorn.service")
+    assert wait_until(lambda: site.get("/readyz").status == 200, timeout=30)
 
 
 def test_static_files_are_served_by_nginx(host, site):

@@ -17,6 +17,7 @@ from testlib import keyring_secrets, recap_counts, run_playbook
         ("postgresql_app_password", "short", "at least 16 characters"),
         ("app_db_password", "short", "16 characters or more"),
         ("nginx_tls_mode", "letsencrypt", "selfsigned"),
+        ("nginx_client_max_body_size", "10 MB", "nginx's syntax"),
     ],
 )
 def test_bad_input_fails_before_any_change_and_names_the_variable(variable, value, reason):
