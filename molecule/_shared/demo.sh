@@ -49,6 +49,14 @@ host() {
     echo "started container $name"
   else
     podman start "$name" >/dev/null
+    # podman may still call a container running whose processes are gone
+    # (its monitor was killed); such a container can only be replaced.
+    if ! podman exec "$name" true 2>/dev/null; then
+      echo "container $name exists but does not run (podman says" \
+        "$(podman inspect --format '{{.State.Status}}' "$name")): remove it with" \
+        "\`make demo-destroy\`, then run \`make demo\` again" >&2
+      exit 1
+    fi
   fi
 
   echo "waiting for SSH on 127.0.0.1:$ssh_port"
@@ -62,6 +70,12 @@ host() {
   done
 }
 
+# $1 as one single-quoted shell word, for lines printed to be pasted.
+single_quoted() {
+  local quote="'" escaped="'\\''"
+  printf "'%s'" "${1//$quote/$escaped}"
+}
+
 up() {
   host
   (cd "$repo" && DEMO_SSH_PORT="$ssh_port" ansible-playbook -i inventory/demo playbooks/site.yml)
@@ -71,7 +85,10 @@ up() {
 
   local password="${DEMO_PASSWORD:-$(cat "$secrets/demo_password")}"
   local login
-  login="$(printf '{"username": "%s", "password": "%s"}' "$username" "$password")"
+  # JSON-encoded, then shell-quoted in the printed lines: a password may
+  # hold quotes or backslashes.
+  login="$(python3 -c 'import json, sys; print(json.dumps({"username": sys.argv[1], "password": sys.argv[2]}))' \
+    "$username" "$password")"
   local curl_base="curl --silent --show-error --cacert $state/localhost.crt"
 
   # Prove the lines printed below work before printing them.
@@ -91,7 +108,7 @@ The demo is up: https://localhost:$https_port (HTTP on http://localhost:$http_po
 Obtain a token pair, then call /api/me/ with the access token:
 
   ACCESS=\$($curl_base -H 'Content-Type: application/json' \\
-    -d '$login' \\
+    -d $(single_quoted "$login") \\
     https://localhost:$https_port/api/token/ | python3 -c 'import json,sys; print(json.load(sys.stdin)["access"])')
   $curl_base -H "Authorization: Bearer \$ACCESS" https://localhost:$https_port/api/me/
 
