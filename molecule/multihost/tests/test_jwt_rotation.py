@@ -140,10 +140,16 @@ def _stop_a_rotation_at_its_pause(hosts):
     secrets_before = _key_fragments(hosts)
     rotation = start_playbook("rotate_jwt_keys.yml", "-e", "jwt_keys_publish_wait=600")
     output = []
+    pausing = False
     try:
         for line in rotation.stdout:
             output.append(line)
-            if "Give JWKS caches time to fetch the new key" in line:
+            pausing = pausing or "Give JWKS caches time to fetch the new key" in line
+            # The pause's own line, from the worker process that runs it:
+            # stopped at the task's banner instead, ansible-playbook may not
+            # have recorded that worker yet, and leaves it running (and this
+            # pipe open) for the whole pause.
+            if pausing and line.startswith("Pausing for"):
                 break
         else:
             raise AssertionError("the rotation ended before its pause")
