@@ -123,8 +123,9 @@ class Site:
         finally:
             connection.close()
 
-    def plain_http(self, method, path):
-        connection = http.client.HTTPConnection(self.address, self.http_port, timeout=self.timeout)
+    def plain_http(self, method, path, port=None):
+        """A request without TLS, to the HTTP port unless another is given."""
+        connection = http.client.HTTPConnection(self.address, port or self.http_port, timeout=self.timeout)
         try:
             connection.request(method, path, headers={"Host": self.domain})
             response = connection.getresponse()

@@ -82,6 +82,29 @@ def test_nginx_answers_requests_it_refuses_with_json(site, headers, status, deta
     assert detail in response.json()["detail"]
 
 
+def test_plain_http_to_the_https_port_is_answered_with_json_400(site):
+    response = site.plain_http("GET", "/api/me/", port=site.https_port)
+    _assert_json_error(response, 400)
+    assert "HTTPS only" in response.json()["detail"]
+
+
+def _a_static_css_file(host):
+    # DRF ships static files; collectstatic put them where nginx serves them.
+    path = host.check_output("find /srv/app/current/static/ -name '*.css' -printf '%P\\n' -quit")
+    assert path
+    return path
+
+
+def test_static_file_errors_are_json(host, site):
+    path = _a_static_css_file(host)
+    for method, url, status in [
+        ("GET", "/static/no-such-file.css", 404),
+        ("POST", f"/static/{path}", 405),
+        ("GET", "/static/", 403),  # no directory listings
+    ]:
+        _assert_json_error(site.request(method, url), status)
+
+
 def test_nginx_answers_with_json_502_while_gunicorn_is_stopped(host, site):
     host.run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
     try:
@@ -92,11 +115,7 @@ def test_nginx_answers_with_json_502_while_gunicorn_is_stopped(host, site):
 
 
 def test_static_files_are_served_by_nginx(host, site):
-    # DRF ships static files; collectstatic put them where nginx serves them.
-    path = host.check_output(
-        "find /srv/app/current/static/ -name '*.css' -printf '%P\\n' -quit"
-    )
-    assert path
+    path = _a_static_css_file(host)
     response = site.get(f"/static/{path}")
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/css"
