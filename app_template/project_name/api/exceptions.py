@@ -2,7 +2,7 @@
 
 DRF already renders its own exceptions as JSON; this adds a stable shape and
 covers the errors Django raises outside DRF (unknown URL, bad Host header,
-uncaught exception), which would otherwise be HTML pages.
+failed CSRF check, uncaught exception), which would otherwise be HTML pages.
 """
 import logging
 
@@ -25,6 +25,12 @@ def bad_request(request, exception=None):
 
 def permission_denied(request, exception=None):
     return JsonResponse({"detail": "Permission denied."}, status=403)
+
+
+def csrf_failure(request, reason=""):
+    # settings.CSRF_FAILURE_VIEW: a POST to a plain Django view without a
+    # CSRF token (DRF's views are exempt) is refused in JSON too.
+    return JsonResponse({"detail": f"CSRF verification failed: {reason}"}, status=403)
 
 
 def not_found(request, exception=None):

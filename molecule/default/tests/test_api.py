@@ -105,6 +105,13 @@ def test_static_file_errors_are_json(host, site):
         _assert_json_error(site.request(method, url), status)
 
 
+def test_a_probe_asked_with_another_method_is_json_405(site):
+    # Through Django's CSRF check, which must not answer first.
+    response = site.post("/readyz")
+    _assert_json_error(response, 405)
+    assert response.headers["Allow"] == "GET"
+
+
 def test_nginx_answers_with_json_502_while_gunicorn_is_stopped(host, site):
     host.run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
     try:

@@ -1,5 +1,9 @@
-"""The JWT token endpoints: obtain, refresh, verify, blacklist."""
+"""The JWT token endpoints: obtain, refresh, verify, blacklist; and the
+JSON shape of the errors Django answers outside DRF."""
+import json
+
 import pytest
+from django.middleware.csrf import CsrfViewMiddleware
 
 from conftest import PASSWORD
 
@@ -72,3 +76,15 @@ def test_unknown_path_is_404_with_json_body(client, db):
     response = client.get("/no/such/path")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+def test_a_failed_csrf_check_is_403_with_json_body(rf):
+    # DRF's views are exempt; a plain Django view a project adds is not.
+    def plain_view(request):
+        raise AssertionError("the check should have refused the request")
+
+    request = rf.post("/a/plain/view")
+    response = CsrfViewMiddleware(plain_view).process_view(request, plain_view, (), {})
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/json"
+    assert json.loads(response.content)["detail"] == "CSRF verification failed: CSRF cookie not set."

@@ -1,6 +1,7 @@
 """Liveness and readiness probes."""
 import pytest
 from django.db import OperationalError
+from django.test import Client
 
 
 def test_healthz_is_200(client):
@@ -29,8 +30,13 @@ def test_readyz_is_503_when_database_fails(client, monkeypatch):
     assert response.json()["database"] == "down"
 
 
-def test_readyz_rejects_post(client):
-    assert client.post("/readyz").status_code == 405
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_answer_other_methods_with_json_405(path):
+    # With the CSRF check on, as in production: it must not answer first.
+    response = Client(enforce_csrf_checks=True).post(path)
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
+    assert response.json() == {"detail": 'Method "POST" not allowed.'}
 
 
 def test_responses_name_the_release_and_host(client, settings):
