@@ -8,6 +8,8 @@ that every target pays the same for it):
   Django and PostgreSQL; the same app under `manage.py runserver` (DEBUG
   off); nginx answering a fixed response over the same TLS setup; and a bare
   WSGI hello-world under the same Gunicorn settings behind the same nginx;
+  and, to split the gap to that ceiling, the stack asked for /healthz
+  (Django without the API's token, user query and serializer);
 - login: POST /api/token/ rate and latency, and the password hasher's share;
 - deploy: a cold site.yml, an immediate no-op re-run, an app-only deploy.yml;
 - changes under load: failed requests while a release is deployed, while
@@ -225,6 +227,10 @@ def median_round(rounds):
 
 STACK = "stack (nginx TLS + Gunicorn + Django + PostgreSQL)"
 BARE = "bare WSGI on Gunicorn behind the same nginx"
+# The same stack asked for /healthz: Django's middleware and request log line
+# without the API's own work (token, user query, DRF, serializer), to show
+# which part of the gap to the bare ceiling is Django's and which the API's.
+DJANGO_ALONE = "Django alone, GET /healthz (same stack; no token, no database)"
 
 
 def serving(token):
@@ -263,12 +269,14 @@ def serving(token):
     # The stack, and ceiling 2: a bare WSGI app in place of Django, run by
     # gunicorn.service itself behind the site's own nginx, asked the same URL
     # with the same header. Alternating rounds, each target by its median.
-    stack_rounds, bare_rounds = [], []
+    stack_rounds, alone_rounds, bare_rounds = [], [], []
     wait_all_workers()
     try:
         for number in range(1, ROUNDS + 1):
             stack_rounds.append(wrk(f"{STACK}, round {number}", "https://localhost/api/me/",
                                     headers=[f"Authorization: Bearer {token}"], duration=ROUND_SECONDS))
+            alone_rounds.append(wrk(f"{DJANGO_ALONE}, round {number}", "https://localhost/healthz",
+                                    duration=ROUND_SECONDS))
             serve_hello()
             bare_rounds.append(wrk(f"{BARE}, round {number}", "https://localhost/api/me/",
                                    headers=[f"Authorization: Bearer {token}"], duration=ROUND_SECONDS))
@@ -278,6 +286,7 @@ def serving(token):
         remote(f"if [ -e {HELLO_DROPIN} ]; then rm -f {HELLO_DROPIN}; systemctl daemon-reload; "
                "systemctl restart gunicorn.service; fi", check=False)
     results.insert(0, dict(median_round(stack_rounds), name=STACK))
+    results.insert(1, dict(median_round(alone_rounds), name=DJANGO_ALONE))
     results.append(dict(median_round(bare_rounds), name=BARE))
     return results
 
@@ -452,20 +461,21 @@ def chart(serving_results, path):
     right.set_xlabel("latency (ms)")
     right.legend()
     fig.suptitle(f"GET /api/me/ and ceilings, wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION}s "
-                 f"(stack and bare WSGI: median of {ROUNDS} rounds of {ROUND_SECONDS} s)")
+                 f"(stack, Django alone and bare WSGI: median of {ROUNDS} rounds of {ROUND_SECONDS} s)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def report(serving_results, worker_rows, login_result, deploy_result, change_rows):
-    stack, runserver, fixed, bare = serving_results
+    stack, alone, runserver, fixed, bare = serving_results
     lines = [
         "# Benchmarks",
         "",
         f"Made by `make bench` on {datetime.date.today().isoformat()}; "
         f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}. "
         f"Load: wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION}s, run on the demo host itself so that "
-        "every target pays the same for the load generator; the stack and the bare WSGI ceiling in "
+        "every target pays the same for the load generator; the stack, Django alone and the bare WSGI "
+        "ceiling in "
         f"{ROUNDS} alternating rounds of {ROUND_SECONDS} s each, every round after all Gunicorn workers "
         "have loaded their app, each reported by its median round. All rows come from one run.",
         "",
@@ -484,6 +494,11 @@ def report(serving_results, worker_rows, login_result, deploy_result, change_row
         f"- stack / bare WSGI behind the same nginx: **{stack['rps'] / bare['rps'] * 100:.0f}%** "
         f"(rounds, req/s: stack {', '.join(map(str, stack['rounds']))}; "
         f"bare WSGI {', '.join(map(str, bare['rounds']))})",
+        f"- Django alone (`/healthz`: middleware and the request's log line, no token, no database) / "
+        f"bare WSGI: {alone['rps'] / bare['rps'] * 100:.0f}% (rounds, req/s: "
+        f"{', '.join(map(str, alone['rounds']))}); what the API itself adds to a request (token, user "
+        f"query, DRF, serializer) takes it from there to the stack's "
+        f"{stack['rps'] / bare['rps'] * 100:.0f}%",
         f"- nginx fixed response (TLS ceiling): {fixed['rps']:.0f} req/s",
         "",
         "Goals (issue #8, on this 2-core machine): stack / runserver 4× or more "
