@@ -108,6 +108,37 @@ def test_unknown_path_is_404_with_json_body(site):
     assert response.json() == {"detail": "Not found."}
 
 
+def _assert_json_error_from_nginx(response, status, detail):
+    assert response.status == status
+    assert response.headers["Content-Type"] == "application/json"
+    assert detail in response.json()["detail"]
+    assert response.headers["X-Request-ID"]
+
+
+def test_a_request_nginx_cannot_read_is_a_json_400_on_both_ports(site):
+    # No request line nginx can read, so no URI to hand an error page: the
+    # page must still be JSON (it was a 500 while the pages were named
+    # locations, which need a URI).
+    for tls in (True, False):
+        response = site.raw_request(b"NOT HTTP AT ALL\r\n\r\n", tls=tls)
+        _assert_json_error_from_nginx(response, 400, "malformed")
+
+
+def test_a_url_or_header_beyond_nginxs_limits_is_a_json_error(site):
+    _assert_json_error_from_nginx(site.get("/" + "a" * 9000), 414, "URL")
+    response = site.get("/healthz", headers={"X-Padding": "a" * 9000})
+    _assert_json_error_from_nginx(response, 400, "headers")
+
+
+def test_long_urls_and_many_headers_within_nginxs_limits_reach_the_app(site):
+    # Gunicorn's own limits, lower than nginx's (a 4,094-byte request line,
+    # 100 headers), answered these with HTML pages; nginx alone sets them.
+    response = site.get("/" + "a" * 6000)
+    assert (response.status, response.json()) == (404, {"detail": "Not found."})
+    response = site.get("/healthz", headers={f"X-Extra-{i}": "1" for i in range(150)})
+    assert (response.status, response.json()) == (200, {"status": "ok"})
+
+
 def test_healthz_and_readyz_are_200(site):
     assert site.get("/healthz").status == 200
     assert site.get("/readyz").json() == {"status": "ok", "database": "ok"}

@@ -133,6 +133,18 @@ class Site:
         finally:
             connection.close()
 
+    def raw_request(self, data, tls=True):
+        """Send bytes as they are, over HTTPS or to the HTTP port, and read
+        the answer: for requests no HTTP client would send."""
+        port = self.https_port if tls else self.http_port
+        with socket.create_connection((self.address, port), self.timeout) as sock:
+            stream = self._context.wrap_socket(sock, server_hostname=self.domain) if tls else sock
+            with stream:
+                stream.sendall(data)
+                response = http.client.HTTPResponse(stream)
+                response.begin()
+                return Response(response.status, response.headers, response.read())
+
     def get(self, path, **kwargs):
         return self.request("GET", path, **kwargs)
 

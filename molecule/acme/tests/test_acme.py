@@ -61,7 +61,12 @@ def test_the_ca_validated_the_challenge_on_port_80(host, test_ca):
 
 
 def test_port_80_serves_challenges_and_redirects_the_rest(site):
-    assert site.plain_http("GET", "/.well-known/acme-challenge/no-such-token").status == 404
+    missing = site.plain_http("GET", "/.well-known/acme-challenge/no-such-token")
+    assert missing.status == 404
+    # Like every error nginx answers itself.
+    assert missing.headers["Content-Type"] == "application/json"
+    assert missing.json() == {"detail": "Not found."}
+    assert missing.headers["X-Request-ID"]
     response = site.plain_http("GET", "/api/me/")
     assert response.status == 301
     assert response.headers["Location"] == f"https://{site.domain}/api/me/"

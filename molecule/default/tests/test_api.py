@@ -88,6 +88,19 @@ def test_plain_http_to_the_https_port_is_answered_with_json_400(site):
     assert "HTTPS only" in response.json()["detail"]
 
 
+def test_a_long_url_over_http2_reaches_the_app(host):
+    # HTTP/2 compresses header fields, so nginx passes a longer URL than over
+    # HTTP/1.1 (where it answers 414): Gunicorn must take it too.
+    url = "https://localhost/" + "a" * 12000
+    output = host.check_output(
+        "curl --silent --http2 --cacert /etc/nginx/tls/localhost.crt "
+        f"--write-out '\\n%{{http_version}} %{{http_code}} %{{content_type}}' {url}"
+    )
+    body, outcome = output.rsplit("\n", 1)
+    assert outcome == "2 404 application/json"
+    assert json.loads(body) == {"detail": "Not found."}
+
+
 def _a_static_css_file(host):
     # DRF ships static files; collectstatic put them where nginx serves them.
     path = host.check_output("find /srv/app/current/static/ -name '*.css' -printf '%P\\n' -quit")
