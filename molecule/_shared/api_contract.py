@@ -108,9 +108,12 @@ def test_unknown_path_is_404_with_json_body(site):
     assert response.json() == {"detail": "Not found."}
 
 
-def _assert_json_error_from_nginx(response, status, detail):
+def assert_json_error(response, status, detail=""):
+    """An error nginx answered itself: JSON, with a detail, and the request's
+    id, which nginx adds to every response (also imported by scenarios)."""
     assert response.status == status
     assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["detail"]
     assert detail in response.json()["detail"]
     assert response.headers["X-Request-ID"]
 
@@ -121,13 +124,13 @@ def test_a_request_nginx_cannot_read_is_a_json_400_on_both_ports(site):
     # locations, which need a URI).
     for tls in (True, False):
         response = site.raw_request(b"NOT HTTP AT ALL\r\n\r\n", tls=tls)
-        _assert_json_error_from_nginx(response, 400, "malformed")
+        assert_json_error(response, 400, "malformed")
 
 
 def test_a_url_or_header_beyond_nginxs_limits_is_a_json_error(site):
-    _assert_json_error_from_nginx(site.get("/" + "a" * 9000), 414, "URL")
+    assert_json_error(site.get("/" + "a" * 9000), 414, "URL")
     response = site.get("/healthz", headers={"X-Padding": "a" * 9000})
-    _assert_json_error_from_nginx(response, 400, "headers")
+    assert_json_error(response, 400, "headers")
 
 
 def test_long_urls_and_many_headers_within_nginxs_limits_reach_the_app(site):
