@@ -90,6 +90,53 @@ def test_restore_refuses_to_run_without_confirmation(host, database):
     assert host.check_output("systemctl is-active gunicorn.service") == "active"
 
 
+@pytest.mark.parametrize("name, content, why", [
+    ("missing.dump", None, "does not exist on"),
+    ("garbage.dump", "not a dump", "is not a dump pg_restore can read"),
+])
+def test_restore_refuses_a_dump_it_cannot_use_before_stopping_anything(host, name, content, why):
+    path = f"{BACKUP_DIR}/{name}"
+    if content is not None:
+        host.run_expect([0], f"echo {shlex.quote(content)} > {path}")
+    main_pid = host.check_output("systemctl show --property MainPID --value gunicorn.service")
+    try:
+        result = run_playbook("restore.yml", "-e", f"backup_restore_file={name}", "-e", "backup_restore_confirm=true")
+    finally:
+        host.run(f"rm -f {path}")
+    assert result.returncode != 0
+    output = " ".join((result.stdout + result.stderr).split())
+    assert f"backup_restore_file: {path}" in output
+    assert why in output
+    counts = recap_counts(result.stdout)
+    assert counts and all(count["changed"] == 0 for count in counts.values())
+    assert host.check_output("systemctl show --property MainPID --value gunicorn.service") == main_pid
+
+
+def test_backup_and_restore_in_check_mode_change_nothing(host, site, api_user, database, tmp_path):
+    # An ops preview: backup.yml and a confirmed restore.yml with --check.
+    host.run_expect([0], f"systemctl start {UNIT}")
+    dump = _dumps(host, database)[-1]
+    tokens = site.obtain_tokens(api_user["username"], api_user["password"])
+    assert site.post("/api/token/blacklist/", {"refresh": tokens["refresh"]}).status == 200
+    jti = jwt_claims(tokens["refresh"])["jti"]
+    dumps_before = _checksums(host)
+    main_pid = host.check_output("systemctl show --property MainPID --value gunicorn.service")
+
+    result = run_playbook("backup.yml", "--check", "-e", f"backup_fetch_dir={tmp_path}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "none was taken" in " ".join(result.stdout.split())
+    assert _checksums(host) == dumps_before
+    assert list(tmp_path.iterdir()) == []
+
+    result = run_playbook("restore.yml", "--check", "-e", f"backup_restore_file={os.path.basename(dump)}",
+                          "-e", "backup_restore_confirm=true")
+    assert result.returncode == 0, result.stdout[-4000:]
+    # Made after the dump, so a real restore would have removed it.
+    assert _blacklisted(host, database, jti) == 1
+    assert host.check_output("systemctl show --property MainPID --value gunicorn.service") == main_pid
+    assert site.get("/api/me/", token=tokens["access"]).status == 200
+
+
 def test_failed_backup_shows_as_failed_unit_and_keeps_older_dumps(host, database):
     host.run_expect([0], f"systemctl start {UNIT}")
     before = _checksums(host)
