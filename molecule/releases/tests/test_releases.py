@@ -102,6 +102,31 @@ def test_failed_migration_switches_nothing_and_keeps_serving(host, site, load, h
     assert host.run(f"pg_restore --list {dump}").rc == 0
 
 
+def test_check_mode_previews_deploys_and_a_rollback_without_doing_them(host, site, history):
+    def state():
+        return (
+            _current_release(host),
+            host.check_output(f"ls -1 {RELEASES}"),
+            host.check_output("find /var/backups -name '*.dump' | sort"),
+            host.check_output("systemctl show --property MainPID --value gunicorn.service"),
+        )
+
+    before = state()
+    # A release no host has: check mode cannot build it, and says so.
+    result = _deploy(project_variant("P"), "--check")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "is not built on" in " ".join(result.stdout.split())
+    # C again (the same content, so the same release): built by the failed
+    # deploy, its migration never applied. The plan says what would run.
+    result = _deploy(project_variant("C", _add_failing_migration), "--check")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "Check mode: a run would apply accounts.0001_fails." in " ".join(result.stdout.split())
+    result = run_playbook("rollback.yml", "--check")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert state() == before
+    assert _served_release(site) == history["B"]
+
+
 def test_release_that_cannot_start_is_switched_back(host, site, load, history):
     source = project_variant("D", _break_startup)
     with load() as running:
