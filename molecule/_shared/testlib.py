@@ -242,6 +242,12 @@ def _playbook_command(playbook, *args):
     return argv, env
 
 
+def gunicorn_main_pid(host):
+    """Gunicorn's master process id on the host, 0 when it is not running:
+    unchanged across a step means nothing restarted it."""
+    return int(host.check_output("systemctl show --property MainPID --value gunicorn.service") or 0)
+
+
 def run_playbook(playbook, *args, timeout=900):
     """Run a playbook from playbooks/ with the scenario's inventory."""
     argv, env = _playbook_command(playbook, *args)

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from testlib import jwt_claims, recap_counts, run_playbook, wait_until
+from testlib import gunicorn_main_pid, jwt_claims, recap_counts, run_playbook, wait_until
 
 BACKUP_DIR = "/var/backups/postgresql"
 UNIT = "drf-backup.service"
@@ -98,7 +98,7 @@ def test_restore_refuses_a_dump_it_cannot_use_before_stopping_anything(host, nam
     path = f"{BACKUP_DIR}/{name}"
     if content is not None:
         host.run_expect([0], f"echo {shlex.quote(content)} > {path}")
-    main_pid = host.check_output("systemctl show --property MainPID --value gunicorn.service")
+    main_pid = gunicorn_main_pid(host)
     try:
         result = run_playbook("restore.yml", "-e", f"backup_restore_file={name}", "-e", "backup_restore_confirm=true")
     finally:
@@ -109,7 +109,7 @@ def test_restore_refuses_a_dump_it_cannot_use_before_stopping_anything(host, nam
     assert why in output
     counts = recap_counts(result.stdout)
     assert counts and all(count["changed"] == 0 for count in counts.values())
-    assert host.check_output("systemctl show --property MainPID --value gunicorn.service") == main_pid
+    assert gunicorn_main_pid(host) == main_pid
 
 
 def test_backup_and_restore_in_check_mode_change_nothing(host, site, api_user, database, tmp_path):
@@ -120,7 +120,7 @@ def test_backup_and_restore_in_check_mode_change_nothing(host, site, api_user, d
     assert site.post("/api/token/blacklist/", {"refresh": tokens["refresh"]}).status == 200
     jti = jwt_claims(tokens["refresh"])["jti"]
     dumps_before = _checksums(host)
-    main_pid = host.check_output("systemctl show --property MainPID --value gunicorn.service")
+    main_pid = gunicorn_main_pid(host)
 
     result = run_playbook("backup.yml", "--check", "-e", f"backup_fetch_dir={tmp_path}")
     assert result.returncode == 0, result.stdout[-4000:]
@@ -133,7 +133,7 @@ def test_backup_and_restore_in_check_mode_change_nothing(host, site, api_user, d
     assert result.returncode == 0, result.stdout[-4000:]
     # Made after the dump, so a real restore would have removed it.
     assert _blacklisted(host, database, jti) == 1
-    assert host.check_output("systemctl show --property MainPID --value gunicorn.service") == main_pid
+    assert gunicorn_main_pid(host) == main_pid
     assert site.get("/api/me/", token=tokens["access"]).status == 200
 
 

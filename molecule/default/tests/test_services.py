@@ -4,7 +4,7 @@ import re
 import pytest
 
 from fixtures import MANAGE
-from testlib import wait_until
+from testlib import gunicorn_main_pid, wait_until
 
 
 @pytest.mark.parametrize(
@@ -85,17 +85,13 @@ def test_check_deploy_passes_without_warnings(host):
 
 
 def test_gunicorn_comes_back_after_sigkill(host, site):
-    def main_pid():
-        pid = host.check_output("systemctl show --property MainPID --value gunicorn.service")
-        return int(pid or 0)
-
-    old_pid = main_pid()
+    old_pid = gunicorn_main_pid(host)
     assert old_pid > 0
     host.run_expect([0], f"kill -KILL {old_pid}")
 
     def restarted():
         state = host.run("systemctl is-active gunicorn.service").stdout.strip()
-        return state == "active" and main_pid() not in (0, old_pid)
+        return state == "active" and gunicorn_main_pid(host) not in (0, old_pid)
 
     assert wait_until(restarted, timeout=10), "gunicorn did not come back within 10 s"
     assert site.get("/healthz").status == 200

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from testlib import PROJECT_DIR, Load, add_migration, project_variant, recap_counts, run_playbook
+from testlib import (PROJECT_DIR, Load, add_migration, gunicorn_main_pid, project_variant, recap_counts,
+                     run_playbook)
 
 RENDERED = os.path.join(PROJECT_DIR, "build", "app")
 RELEASES = "/srv/app/releases"
@@ -108,7 +109,7 @@ def test_check_mode_previews_deploys_and_a_rollback_without_doing_them(host, sit
             _current_release(host),
             host.check_output(f"ls -1 {RELEASES}"),
             host.check_output("find /var/backups -name '*.dump' | sort"),
-            host.check_output("systemctl show --property MainPID --value gunicorn.service"),
+            gunicorn_main_pid(host),
         )
 
     before = state()
