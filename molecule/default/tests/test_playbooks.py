@@ -1,5 +1,6 @@
 """The playbooks themselves: check mode, bad input, secrets in the output."""
 import os
+import re
 
 import pytest
 
@@ -18,11 +19,30 @@ from testlib import keyring_secrets, recap_counts, run_playbook
         ("app_db_password", "short", "16 characters or more"),
         ("nginx_tls_mode", "letsencrypt", "selfsigned"),
         ("nginx_client_max_body_size", "10 MB", "nginx's syntax"),
+        ("app_gunicorn_timeout", "0", "at least 1 second"),
+        ("app_deploy_serial", "0", "a number of hosts (1 or more)"),
+        ("nginx_hsts_max_age", "-5", "0 or more seconds"),
+        ("postgresql_max_connections", "3", "at least 10"),
+        # Names the host itself does not know, refused before base's tasks.
+        ("base_timezone", "Mars/Olympus_Mons", "/usr/share/zoneinfo"),
+        ("base_locale", "xx_YY.UTF-8", "/usr/share/i18n/SUPPORTED"),
     ],
 )
 def test_bad_input_fails_before_any_change_and_names_the_variable(variable, value, reason):
     result = run_playbook("site.yml", "-e", f'{{"{variable}": "{value}"}}')
     assert_refused_before_any_change(result, variable, reason)
+
+
+def test_a_refusal_names_each_wrong_variable_and_no_other():
+    """Two wrong values checked by the same task: both are reported, each
+    with the value it got, and the right ones beside them are not blamed."""
+    result = run_playbook("site.yml", "-e", '{"app_gunicorn_workers": 0, "app_gunicorn_timeout": 0}')
+    assert_refused_before_any_change(result, "app_gunicorn_workers", "(got 0)")
+    refusals = re.findall(r"Action failed: (.*)", result.stdout + result.stderr)
+    assert any(line.startswith("app_gunicorn_workers must") for line in refusals), refusals
+    assert any(line.startswith("app_gunicorn_timeout must") for line in refusals), refusals
+    for right in ("app_allowed_hosts", "app_root", "app_gunicorn_max_requests"):
+        assert not any(right in line for line in refusals), refusals
 
 
 def test_no_secret_appears_in_the_ansible_output(host):
