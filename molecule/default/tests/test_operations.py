@@ -175,13 +175,20 @@ def test_retention_deletes_only_dumps_older_than_the_limit(host, database):
 
 
 def test_backup_playbook_takes_a_dump_and_fetches_it_privately(host, database, tmp_path):
+    """The copy lands in a directory made private if it was missing; one that
+    exists keeps its mode; nothing but the dump is left behind."""
+    tmp_path.chmod(0o755)
+    fetch_dir = tmp_path / "backups" / "db"
     before = _dumps(host, database)
-    result = run_playbook("backup.yml", "-e", f"backup_fetch_dir={tmp_path}")
+    result = run_playbook("backup.yml", "-e", f"backup_fetch_dir={fetch_dir}")
     assert result.returncode == 0, result.stdout[-4000:]
     (dump,) = sorted(set(_dumps(host, database)) - set(before))
     assert f"Backup written to {dump}" in " ".join(result.stdout.split())
-    fetched = tmp_path / dump.rsplit("/", 1)[1]
+    fetched = fetch_dir / dump.rsplit("/", 1)[1]
     assert fetched.stat().st_mode & 0o077 == 0
+    assert fetch_dir.stat().st_mode & 0o777 == 0o700
+    assert tmp_path.stat().st_mode & 0o777 == 0o755
+    assert [path.name for path in fetch_dir.iterdir()] == [fetched.name]
     # The same bytes as the dump the job checked with pg_restore on the host.
     assert hashlib.sha256(fetched.read_bytes()).hexdigest() == host.file(dump).sha256sum
 
