@@ -45,6 +45,24 @@ def test_a_refusal_names_each_wrong_variable_and_no_other():
         assert not any(right in line for line in refusals), refusals
 
 
+def test_check_mode_on_a_host_never_set_up_is_refused_plainly(host):
+    """Without python3-apt (what a fresh Debian lacks until base's first run)
+    check mode would fail at the first package with apt's own error; it is
+    refused in the pre-flight play instead, saying why and what to do."""
+    host.run_expect([0], "cd /root && apt-get download -qq python3-apt")
+    host.run_expect([0], "dpkg --remove --force-depends python3-apt")
+    try:
+        result = run_playbook("site.yml", "--check")
+        output = " ".join((result.stdout + result.stderr).split())
+        assert result.returncode != 0
+        assert "Check mode cannot preview" in output and "A run without --check" in output, output[-3000:]
+        assert all(count["changed"] == 0 for count in recap_counts(result.stdout).values())
+        assert "TASK [base : Install common packages]" not in output
+    finally:
+        host.run_expect([0], "dpkg --install /root/python3-apt_*.deb && rm /root/python3-apt_*.deb")
+    assert host.package("python3-apt").is_installed
+
+
 def test_no_secret_appears_in_the_ansible_output(host):
     log_path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "ansible.log")
     with open(log_path, encoding="utf-8") as log_file:
