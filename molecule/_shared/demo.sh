@@ -32,6 +32,20 @@ host() {
   # sshd in the container reads the mounted key as the login user.
   chmod 0644 "$key.pub"
 
+  if podman container exists "$name"; then
+    podman start "$name" >/dev/null 2>&1 || true
+    # podman may still call a container running whose processes are gone
+    # (its monitor was killed, as when the machine is restored from a
+    # snapshot); it can neither start nor stop such a container, only
+    # replace it. The demo's data goes with it; its secrets stay, so the
+    # deploy below recreates the same user and password.
+    if ! podman exec "$name" true 2>/dev/null; then
+      echo "container $name does not run (podman says" \
+        "$(podman inspect --format '{{.State.Status}}' "$name")): replacing it" >&2
+      podman rm --force --time 0 "$name" >/dev/null
+    fi
+  fi
+
   if ! podman container exists "$name"; then
     local extra=()
     # See create.yml: on hybrid cgroup hosts systemd needs the cgroup2 tree.
@@ -47,16 +61,6 @@ host() {
       --publish "127.0.0.1:$http_port:80" \
       "${extra[@]}" "$image" >/dev/null
     echo "started container $name"
-  else
-    podman start "$name" >/dev/null
-    # podman may still call a container running whose processes are gone
-    # (its monitor was killed); such a container can only be replaced.
-    if ! podman exec "$name" true 2>/dev/null; then
-      echo "container $name exists but does not run (podman says" \
-        "$(podman inspect --format '{{.State.Status}}' "$name")): remove it with" \
-        "\`make demo-destroy\`, then run \`make demo\` again" >&2
-      exit 1
-    fi
   fi
 
   echo "waiting for SSH on 127.0.0.1:$ssh_port"
