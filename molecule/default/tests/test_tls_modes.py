@@ -16,6 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import pytest
+
+from playbook_checks import assert_refused_before_any_change
 from testlib import Site, published_port, recap_counts, run_playbook
 
 
@@ -23,10 +26,12 @@ def _pem(certificate):
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _certificate_for(domain):
+def _certificate_for(domain, valid_days=90):
     """A CA of the test's own and a 90-day server certificate it signed, as a
-    commercial CA would issue: (CA PEM, chain PEM, key PEM)."""
+    commercial CA would issue: (CA PEM, chain PEM, key PEM). A negative
+    valid_days makes one that expired that many days ago."""
     now = datetime.datetime.now(datetime.timezone.utc)
+    not_after = now + datetime.timedelta(days=valid_days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "drf test CA")])
     ca = (
@@ -49,8 +54,8 @@ def _certificate_for(domain):
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=90))
+        .not_valid_before(min(now - datetime.timedelta(minutes=5), not_after - datetime.timedelta(days=30)))
+        .not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
@@ -102,22 +107,45 @@ def _verifies(site):
         return False
 
 
+def _run_with_secret_vars(variables):
+    """site.yml with extra vars from a 0600 file, as a vault would hand them over."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as extra:
+        json.dump(variables, extra)
+    os.chmod(extra.name, 0o600)
+    try:
+        return run_playbook("site.yml", "-e", f"@{extra.name}")
+    finally:
+        os.unlink(extra.name)
+
+
+@pytest.mark.parametrize("prefix, mode", [("nginx", {"nginx_tls_mode": "provided"}), ("postgresql", {})])
+@pytest.mark.parametrize(
+    "case, variable, reason",
+    [
+        ("another key", "tls_key", "is not the key of"),
+        ("expired", "tls_certificate", "expired on"),
+    ],
+)
+def test_a_supplied_certificate_that_cannot_work_is_refused_before_any_change(
+        host, prefix, mode, case, variable, reason):
+    """Installed, it would replace the working certificate and the service
+    would fail its next reload or start: refused in the pre-flight play."""
+    domain = host.ansible("debug", "var=nginx_server_name")["nginx_server_name"]
+    _, certificate, key = _certificate_for(domain, valid_days=-1 if case == "expired" else 90)
+    if case == "another key":
+        key = _certificate_for(domain)[2]
+    result = _run_with_secret_vars({**mode, f"{prefix}_tls_certificate": certificate, f"{prefix}_tls_key": key})
+    assert_refused_before_any_change(result, f"{prefix}_{variable}", reason)
+    assert key.splitlines()[1] not in result.stdout + result.stderr
+
+
 def test_supplied_certificate_is_served_and_self_signed_comes_back(host):
     domain = host.ansible("debug", "var=nginx_server_name")["nginx_server_name"]
     ca, certificate, key = _certificate_for(domain)
     supplied = _site(host, domain, _pem_file(ca))
 
-    # Extra vars from a 0600 file, as a vault would hand them over.
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as extra:
-        json.dump(
-            {"nginx_tls_mode": "provided", "nginx_tls_certificate": certificate, "nginx_tls_key": key},
-            extra,
-        )
-    os.chmod(extra.name, 0o600)
-    try:
-        result = run_playbook("site.yml", "-e", f"@{extra.name}")
-    finally:
-        os.unlink(extra.name)
+    result = _run_with_secret_vars(
+        {"nginx_tls_mode": "provided", "nginx_tls_certificate": certificate, "nginx_tls_key": key})
     assert result.returncode == 0, result.stdout[-3000:]
     key_body = key.splitlines()[1]
     assert key_body not in result.stdout + result.stderr
