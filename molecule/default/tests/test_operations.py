@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from testlib import gunicorn_main_pid, jwt_claims, recap_counts, run_playbook, wait_until
+from testlib import PROJECT_DIR, gunicorn_main_pid, jwt_claims, recap_counts, run_playbook, wait_until
 
 BACKUP_DIR = "/var/backups/postgresql"
 UNIT = "drf-backup.service"
@@ -176,11 +176,14 @@ def test_retention_deletes_only_dumps_older_than_the_limit(host, database):
 
 def test_backup_playbook_takes_a_dump_and_fetches_it_privately(host, database, tmp_path):
     """The copy lands in a directory made private if it was missing; one that
-    exists keeps its mode; nothing but the dump is left behind."""
+    exists keeps its mode; nothing but the dump is left behind. A relative
+    backup_fetch_dir is read from where ansible-playbook runs, as a shell
+    would (the playbooks run from the project directory)."""
     tmp_path.chmod(0o755)
     fetch_dir = tmp_path / "backups" / "db"
     before = _dumps(host, database)
-    result = run_playbook("backup.yml", "-e", f"backup_fetch_dir={fetch_dir}")
+    relative = os.path.relpath(fetch_dir, PROJECT_DIR)
+    result = run_playbook("backup.yml", "-e", f"backup_fetch_dir={relative}")
     assert result.returncode == 0, result.stdout[-4000:]
     (dump,) = sorted(set(_dumps(host, database)) - set(before))
     assert f"Backup written to {dump}" in " ".join(result.stdout.split())
@@ -189,6 +192,8 @@ def test_backup_playbook_takes_a_dump_and_fetches_it_privately(host, database, t
     assert fetch_dir.stat().st_mode & 0o777 == 0o700
     assert tmp_path.stat().st_mode & 0o777 == 0o755
     assert [path.name for path in fetch_dir.iterdir()] == [fetched.name]
+    # Nor beside the playbooks, where fetch alone reads a relative path.
+    assert not [name for name in os.listdir(os.path.join(PROJECT_DIR, "playbooks")) if name.startswith(".")]
     # The same bytes as the dump the job checked with pg_restore on the host.
     assert hashlib.sha256(fetched.read_bytes()).hexdigest() == host.file(dump).sha256sum
 
