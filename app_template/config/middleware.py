@@ -1,4 +1,5 @@
-"""Middleware of the project: request ids, and the release and host headers.
+"""Middleware of the project: request ids, the release and host headers,
+the client address behind proxies, and unread request bodies.
 
 Release headers say which release on which host answered.
 
@@ -62,6 +63,36 @@ class TrustedProxyMiddleware:
             for name in self.FORWARDING_HEADERS:
                 meta.pop(name, None)
         return self.get_response(request)
+
+
+class DrainRequestBodyMiddleware:
+    """Read what is left of the request's body before the response goes out.
+
+    Many answers need no body: a 401 without a token, a 405, a 413 for a body
+    over DATA_UPLOAD_MAX_MEMORY_SIZE. Gunicorn then closes the connection
+    with the body's bytes still unread, the kernel resets it, and nginx, still
+    sending the body, may lose the response: the client gets a 502 instead,
+    and across app hosts nginx counts the host as failing. The rest of the
+    body is at most nginx's client_max_body_size, and reading it costs less
+    than the 502.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.META.get("CONTENT_LENGTH", "") not in ("", "0"):
+            try:
+                # Bounded by the declared length; empty at once when the
+                # view read the body itself.
+                while request.read(self.CHUNK):
+                    pass
+            except OSError:
+                pass  # the client went away: there is no answer to save
+        return response
 
 
 class ReleaseHeadersMiddleware:

@@ -6,6 +6,8 @@ failed CSRF check, uncaught exception), which would otherwise be HTML pages.
 """
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from rest_framework.views import exception_handler
 
@@ -20,6 +22,12 @@ def json_exception_handler(exc, context):
 
 
 def bad_request(request, exception=None):
+    if isinstance(exception, RequestDataTooBig):
+        # A body nginx let through (its limit is for uploads, which Django
+        # does not count here) but over what Django reads into memory: the
+        # client sent too much, which is a 413, not a malformed request.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return JsonResponse({"detail": f"Request body too large; the limit is {limit} bytes."}, status=413)
     return JsonResponse({"detail": "Bad request."}, status=400)
 
 

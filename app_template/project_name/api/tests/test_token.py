@@ -72,6 +72,15 @@ def test_malformed_json_is_400_with_json_body(client, db):
     assert "detail" in response.json()
 
 
+def test_a_body_over_djangos_limit_is_413_with_json_body(client, db, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"username": "alice", "password": "x" * 1000})
+    response = client.post("/api/token/", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Request body too large; the limit is 1000 bytes."}
+
+
 def test_unknown_path_is_404_with_json_body(client, db):
     response = client.get("/no/such/path")
     assert response.status_code == 404
