@@ -4,6 +4,7 @@ restarted under the app, static files from the release on disk."""
 import json
 import shlex
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urljoin
 
 import pytest
 
@@ -77,6 +78,16 @@ def test_nginx_answers_requests_it_refuses_with_json(site, headers, status, deta
     response = _headers_only(site, "POST", "/api/me/", [("Host", site.domain)] + headers)
     _assert_json_error(response, status)
     assert detail in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/token", "/api/me"])
+def test_a_path_without_its_slash_is_redirected_to_the_same_site(site, path):
+    # /api/token is nginx's redirect, /api/me Django's. The tests reach nginx
+    # through a published port, as clients do behind a port mapping.
+    response = site.get(path)
+    assert response.status == 301
+    origin = f"https://{site.domain}:{site.https_port}"
+    assert urljoin(origin + path, response.headers["Location"]) == f"{origin}{path}/"
 
 
 def test_plain_http_to_the_https_port_is_answered_with_json_400(site):
