@@ -134,7 +134,7 @@ def test_a_body_too_large_is_413_with_json_over_either_http_version(host, http_v
 
 def test_a_body_the_app_never_reads_does_not_turn_its_answer_into_a_502(host):
     # Refused without a token, so nobody reads the 8 MB. Before the app read
-    # such bodies to their end, about one in seven of these was a 502.
+    # such bodies to their end, one in seven to one in four of these was a 502.
     output = host.check_output(
         "head -c 8000000 /dev/zero | tr '\\0' a > /tmp/unread-body && "
         "for i in $(seq 20); do curl --silent --http2 --cacert /etc/nginx/tls/localhost.crt "
