@@ -1,5 +1,5 @@
 """Middleware of the project: request ids, the release and host headers,
-the client address behind proxies, and unread request bodies.
+the client address behind proxies, unread request bodies, and caching.
 
 Release headers say which release on which host answered.
 
@@ -92,6 +92,25 @@ class DrainRequestBodyMiddleware:
                     pass
             except OSError:
                 pass  # the client went away: there is no answer to save
+        return response
+
+
+class NoStoreByDefaultMiddleware:
+    """Cache-Control: no-store on every response that does not choose.
+
+    Token responses must not be stored (RFC 6749, 5.1, for responses that
+    carry tokens), nor may a user's own data be kept by a shared cache or a
+    browser's. A view whose answer may be cached says so itself (the JWKS
+    view does); this only fills the gap.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
         return response
 
 

@@ -19,6 +19,8 @@ def test_token_obtain_returns_access_and_refresh(site, api_user):
     )
     assert response.status == 200
     assert set(response.json()) >= {"access", "refresh"}
+    # Answers that carry tokens must not be stored (RFC 6749, 5.1).
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_the_inventorys_first_user_can_log_in(site):
@@ -44,6 +46,7 @@ def test_me_returns_the_username(site, api_user, tokens):
     response = site.get("/api/me/", token=tokens["access"])
     assert response.status == 200
     assert response.json()["username"] == api_user["username"]
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_me_without_token_is_401(site):

@@ -97,3 +97,20 @@ def test_a_failed_csrf_check_is_403_with_json_body(rf):
     assert response.status_code == 403
     assert response["Content-Type"] == "application/json"
     assert json.loads(response.content)["detail"] == "CSRF verification failed: CSRF cookie not set."
+
+
+def test_no_answer_carrying_tokens_or_a_user_may_be_stored(client, tokens):
+    refreshed = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    me = client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {refreshed.json()['access']}")
+    refused = client.get("/api/me/")
+    for response in (refreshed, me, refused):
+        assert response["Cache-Control"] == "no-store", response.status_code
+    obtained = client.post("/api/token/", {"username": "alice", "password": PASSWORD})
+    assert obtained.status_code == 200
+    assert obtained["Cache-Control"] == "no-store"
+
+
+def test_a_view_that_allows_caching_keeps_its_own_cache_control(client, db):
+    response = client.get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "public, max-age=300"
