@@ -1,5 +1,6 @@
 """Middleware of the project: request ids, the release and host headers,
-the client address behind proxies, unread request bodies, and caching.
+the client address behind proxies, unread request bodies, caching, and
+answers while the database is out of reach.
 
 Release headers say which release on which host answered.
 
@@ -16,6 +17,10 @@ import time
 import uuid
 
 from django.conf import settings
+from django.db import OperationalError
+from django.http import JsonResponse
+from django.utils.log import log_response
+from psycopg.errors import QueryCanceled
 
 from config.logging import request_id
 
@@ -111,6 +116,37 @@ class NoStoreByDefaultMiddleware:
         response = self.get_response(request)
         if not response.has_header("Cache-Control"):
             response["Cache-Control"] = "no-store"
+        return response
+
+
+class DatabaseUnavailableMiddleware:
+    """503 with Retry-After, not 500, when the database cannot be reached.
+
+    A stopped or restarting PostgreSQL, a lost connection, a server out of
+    connections: the request may well succeed a moment later, and a client,
+    a monitor or nginx (which tries an idempotent request on the next app
+    host after a 503) should know that from the status. A 500 stays for what
+    is the app's fault. A cancelled query (statement_timeout) stays a 500
+    too: sending it to the next host would only repeat the slow query there.
+    """
+
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError) or isinstance(exception.__cause__, QueryCanceled):
+            return None
+        response = JsonResponse(
+            {"detail": "Service temporarily unavailable: the database cannot be reached."}, status=503
+        )
+        response["Retry-After"] = str(self.RETRY_AFTER_SECONDS)
+        # As Django logs a 500 (same logger, message and traceback), once.
+        log_response("Service Unavailable: %s", request.path, response=response, request=request, exception=exception)
         return response
 
 

@@ -1,11 +1,15 @@
 """The client address behind proxies: believed from trusted peers only;
-request bodies are read to their end whatever the answer."""
+request bodies are read to their end whatever the answer; a database out
+of reach is a 503."""
 import logging
+import socket
 
 import pytest
+from django.db import DatabaseError, connection, connections, transaction
 from django.test import RequestFactory, override_settings
 
-from config.middleware import DrainRequestBodyMiddleware, TrustedProxyMiddleware
+from config.jwt_tokens import UserLoader
+from config.middleware import DatabaseUnavailableMiddleware, DrainRequestBodyMiddleware, TrustedProxyMiddleware
 
 
 def _seen(peer, trusted=(), **headers):
@@ -80,3 +84,56 @@ def test_the_rest_of_a_request_body_is_read_whatever_the_view_read(read_by_view)
 def test_a_request_without_a_body_is_left_alone():
     request = RequestFactory().get("/api/me/")
     assert DrainRequestBodyMiddleware(lambda request: "answer")(request) == "answer"
+
+
+def _closed_port():
+    """A local TCP port nothing listens on: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _unreachable_database_error():
+    """The error Django raises for a database it cannot connect to."""
+    default = connections["default"]
+    settings_dict = {**default.settings_dict, "HOST": "127.0.0.1", "PORT": str(_closed_port())}
+    unreachable = type(default)(settings_dict, alias="unreachable")
+    with pytest.raises(DatabaseError) as raised:
+        unreachable.ensure_connection()
+    return raised.value
+
+
+def test_an_api_request_without_its_database_is_a_503_with_retry_after(client, tokens, monkeypatch, caplog):
+    error = _unreachable_database_error()
+
+    def lost_database(self, user_id):
+        raise error
+
+    monkeypatch.setattr(UserLoader, "load", lost_database)
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        response = client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Service temporarily unavailable: the database cannot be reached."}
+    assert response["Retry-After"] == "5"
+    # Logged once, as Django logs a 500, with the cause for the operator.
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.getMessage() == "Service Unavailable: /api/me/"
+    assert record.exc_info[1] is error
+
+
+@pytest.mark.django_db
+def test_a_cancelled_query_is_still_the_apps_error():
+    # statement_timeout: sending the request to the next app host would run
+    # the same slow query there.
+    with pytest.raises(DatabaseError) as raised, transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = '1ms'")
+            cursor.execute("SELECT pg_sleep(1)")
+    middleware = DatabaseUnavailableMiddleware(lambda request: None)
+    assert middleware.process_exception(RequestFactory().get("/api/me/"), raised.value) is None
+
+
+def test_other_errors_are_left_to_django():
+    middleware = DatabaseUnavailableMiddleware(lambda request: None)
+    assert middleware.process_exception(RequestFactory().get("/api/me/"), ValueError("a bug")) is None

@@ -16,7 +16,7 @@ def _database_answers(host):
     return host.run("pg_isready --quiet --host /run/postgresql").rc == 0
 
 
-def test_readyz_is_503_while_the_database_is_down(host, site):
+def test_while_the_database_is_down_the_api_answers_503(host, site, tokens, api_user):
     host.run_expect([0], "systemctl stop postgresql")
     try:
         assert wait_until(lambda: not _database_answers(host), timeout=30)
@@ -24,6 +24,14 @@ def test_readyz_is_503_while_the_database_is_down(host, site):
         assert response.status == 503
         assert response.json()["database"] == "down"
         assert site.get("/healthz").status == 200
+        # Not the app's fault, and worth retrying: a JSON 503 with
+        # Retry-After, not a 500, for a request and a login alike.
+        for response in (
+            site.get("/api/me/", token=tokens["access"]),
+            site.post("/api/token/", {"username": api_user["username"], "password": api_user["password"]}),
+        ):
+            _assert_json_error(response, 503)
+            assert int(response.headers["Retry-After"]) > 0
     finally:
         host.run_expect([0], "systemctl start postgresql")
     assert wait_until(lambda: _database_answers(host), timeout=30)
