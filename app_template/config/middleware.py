@@ -1,6 +1,7 @@
 """Middleware of the project: request ids, the release and host headers,
-the client address behind proxies, unread request bodies, caching, and
-answers while the database is out of reach.
+the client address behind proxies, unread request bodies, caching, slash
+redirects that keep the method, and answers while the database is out of
+reach.
 
 Release headers say which release on which host answered.
 
@@ -18,7 +19,8 @@ import uuid
 
 from django.conf import settings
 from django.db import OperationalError
-from django.http import JsonResponse
+from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.middleware.common import CommonMiddleware
 from django.utils.log import log_response
 from psycopg.errors import QueryCanceled
 
@@ -148,6 +150,21 @@ class DatabaseUnavailableMiddleware:
         # As Django logs a 500 (same logger, message and traceback), once.
         log_response("Service Unavailable: %s", request.path, response=response, request=request, exception=exception)
         return response
+
+
+def _redirect_keeping_the_request(url):
+    return HttpResponsePermanentRedirect(url, preserve_request=True)
+
+
+class SlashRedirectCommonMiddleware(CommonMiddleware):
+    """Django's CommonMiddleware, whose APPEND_SLASH redirect is a 308.
+
+    Clients follow Django's default 301 with a GET, so a POST to a path
+    without its slash (/api/token/verify) would end as a 405; after a 308
+    they repeat the same method and body at the slashed path.
+    """
+
+    response_redirect_class = staticmethod(_redirect_keeping_the_request)
 
 
 class ReleaseHeadersMiddleware:

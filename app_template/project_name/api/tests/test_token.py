@@ -114,3 +114,17 @@ def test_a_view_that_allows_caching_keeps_its_own_cache_control(client, db):
     response = client.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert response["Cache-Control"] == "public, max-age=300"
+
+
+@pytest.mark.parametrize(
+    "method, path, location",
+    [
+        ("post", "/api/token/verify", "/api/token/verify/"),
+        ("get", "/api/me?page=2", "/api/me/?page=2"),
+    ],
+)
+def test_a_path_without_its_slash_is_redirected_keeping_method_and_body(client, method, path, location):
+    # A 301 is followed with a GET: the POST would end as a 405.
+    response = getattr(client, method)(path)
+    assert response.status_code == 308
+    assert response["Location"] == location
