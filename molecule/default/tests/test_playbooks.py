@@ -33,6 +33,13 @@ def test_bad_input_fails_before_any_change_and_names_the_variable(variable, valu
     assert_refused_before_any_change(result, variable, reason)
 
 
+def test_a_connection_limit_below_the_app_workers_is_refused():
+    # 60 workers hold 60 connections, 120 while a reload overlaps old and
+    # new ones: PostgreSQL's 100 would answer "too many clients".
+    result = run_playbook("site.yml", "-e", '{"app_gunicorn_workers": 60, "postgresql_max_connections": 100}')
+    assert_refused_before_any_change(result, "postgresql_max_connections", "130 for 60 workers")
+
+
 def test_a_refusal_names_each_wrong_variable_and_no_other():
     """Two wrong values checked by the same task: both are reported, each
     with the value it got, and the right ones beside them are not blamed."""
