@@ -21,6 +21,7 @@ from rest_framework_simplejwt.exceptions import (
     InvalidToken,
     TokenBackendError,
     TokenBackendExpiredToken,
+    TokenError,
 )
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
@@ -139,9 +140,23 @@ IDENTITY_CLAIMS = ("username", "email")
 
 
 def stamp_identity(token, user):
-    """Write the IDENTITY_CLAIMS of `user` into `token`."""
+    """Write the IDENTITY_CLAIMS of `user` into `token`, and with
+    CHECK_REVOKE_TOKEN the claim that ties it to the user's password."""
     token["username"] = user.get_username()
     token["email"] = user.email
+    if api_settings.CHECK_REVOKE_TOKEN:
+        token[api_settings.REVOKE_TOKEN_CLAIM] = get_md5_hash_password(user.password)
+
+
+def password_unchanged(token, user):
+    """False when `token` was issued for another password of `user` (with
+    CHECK_REVOKE_TOKEN). A token without the claim was issued before the
+    check was turned on: it is accepted, and a refresh stamps its
+    successors, so that turning the check on logs nobody out."""
+    if not api_settings.CHECK_REVOKE_TOKEN:
+        return True
+    claim = token.get(api_settings.REVOKE_TOKEN_CLAIM)
+    return claim is None or claim == get_md5_hash_password(user.password)
 
 
 class RefreshToken(tokens.RefreshToken):
@@ -167,6 +182,10 @@ class RedeemedRefreshToken(RefreshToken):
         user = UserLoader.for_model(get_user_model()).load(self.get(api_settings.USER_ID_CLAIM))
         # No user: the serializer refuses the token, with the right error.
         if user is not None:
+            if not password_unchanged(self, user):
+                # simplejwt checks this for access tokens only: a refresh
+                # token from before a new password would go on working.
+                raise TokenError(_("The user's password has been changed."))
             stamp_identity(self, user)
 
 
@@ -270,7 +289,8 @@ class UserLoader:
 class DatabaseUserAuthentication(authentication.JWTAuthentication):
     """The API's default authentication: simplejwt's JWTAuthentication, with
     every check it makes (a valid access token, then a user that exists, is
-    active and, with CHECK_REVOKE_TOKEN, has not changed their password),
+    active and, with CHECK_REVOKE_TOKEN (on in settings), has not changed
+    their password since the token was issued),
     the user loaded from the database on every request so that a deactivated
     or deleted user is refused at once.
 
@@ -288,9 +308,7 @@ class DatabaseUserAuthentication(authentication.JWTAuthentication):
             raise AuthenticationFailed(_("User not found"), code="user_not_found")
         if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
             raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
-        if api_settings.CHECK_REVOKE_TOKEN and validated_token.get(
-            api_settings.REVOKE_TOKEN_CLAIM
-        ) != get_md5_hash_password(user.password):
+        if not password_unchanged(validated_token, user):
             raise AuthenticationFailed(_("The user's password has been changed."), code="password_changed")
         return user
 
@@ -303,8 +321,9 @@ class ClaimsAuthentication(authentication.JWTStatelessUserAuthentication):
     Cost and trade-off (docs/benchmarks.md): it saves the database query of
     every request, but a user deactivated or changed after login keeps
     the identity in their access token until it expires
-    (DJANGO_JWT_ACCESS_LIFETIME, 5 minutes by default); a refresh is refused
-    to an inactive user and names a changed one as they are now. Views
+    (DJANGO_JWT_ACCESS_LIFETIME, 5 minutes by default), a new password
+    included; a refresh is refused to an inactive user or one whose password
+    changed, and names a changed one as they are now. Views
     that act on the user's data keep the default, DatabaseUserAuthentication,
     which loads the user on every request.
     """

@@ -1,7 +1,7 @@
 """DatabaseUserAuthentication, the default: the user is loaded from the
 database on every request, as simplejwt's JWTAuthentication loads it, and
-refused when it is gone, inactive or (with CHECK_REVOKE_TOKEN) has changed
-its password."""
+refused when it is gone, inactive or (CHECK_REVOKE_TOKEN, on in settings)
+has changed its password."""
 import pytest
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.test import APIRequestFactory
@@ -61,11 +61,7 @@ def test_a_token_without_a_user_or_with_a_malformed_one_is_refused(user):
     assert UserLoader.for_model(type(user)).load(None) is None
 
 
-def test_with_check_revoke_token_a_new_password_revokes_the_access_token(user, monkeypatch):
-    # simplejwt's modules keep the settings object they imported (an
-    # override_settings makes a new one they never see): switch it there.
-    for holder in (jwt_tokens, simplejwt_tokens):
-        monkeypatch.setattr(holder.api_settings, "CHECK_REVOKE_TOKEN", True)
+def test_a_new_password_revokes_the_access_token(user):
     access = str(RefreshToken.for_user(user).access_token)
     assert _authenticate(access)[0] == user
     user.set_password("another passphrase altogether")
@@ -73,3 +69,14 @@ def test_with_check_revoke_token_a_new_password_revokes_the_access_token(user, m
     with pytest.raises(AuthenticationFailed) as refused:
         _authenticate(access)
     assert refused.value.get_codes() == "password_changed"
+
+
+def test_without_check_revoke_token_a_new_password_revokes_nothing(user, monkeypatch):
+    # simplejwt's modules keep the settings object they imported (an
+    # override_settings makes a new one they never see): switch it there.
+    for holder in (jwt_tokens, simplejwt_tokens):
+        monkeypatch.setattr(holder.api_settings, "CHECK_REVOKE_TOKEN", False)
+    access = str(RefreshToken.for_user(user).access_token)
+    user.set_password("another passphrase altogether")
+    user.save()
+    assert _authenticate(access)[0] == user

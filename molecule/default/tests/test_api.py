@@ -2,6 +2,7 @@
 layout, and what only this layout can show: the database stopped or
 restarted under the app, static files from the release on disk."""
 import json
+import secrets
 import shlex
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin
@@ -9,6 +10,7 @@ from urllib.parse import urljoin
 import pytest
 
 from api_contract import *  # noqa: F401,F403
+from fixtures import MANAGE, make_api_user
 from testlib import Response, wait_until
 
 
@@ -50,6 +52,18 @@ def test_no_request_fails_after_a_database_restart(host, site, tokens):
     host.run_expect([0], "systemctl restart postgresql")
     assert wait_until(lambda: _database_answers(host), timeout=30)
     assert set(statuses()) == {200}
+
+
+def test_a_new_password_set_by_the_deploy_ends_the_old_sessions(host, site):
+    # As when ops reset a leaked password through app_users (ensure_user).
+    user = make_api_user(host)
+    tokens = site.obtain_tokens(user["username"], user["password"])
+    password = secrets.token_urlsafe(18)
+    result = host.run(f"DJANGO_ENSURE_USER_PASSWORD={password} {MANAGE} ensure_user {user['username']}")
+    assert result.rc == 0 and result.stdout.split()[-1] == "updated", result.stderr
+    assert site.get("/api/me/", token=tokens["access"]).status == 401
+    assert site.post("/api/token/refresh/", {"refresh": tokens["refresh"]}).status == 401
+    site.obtain_tokens(user["username"], password)
 
 
 def _assert_json_error(response, status):

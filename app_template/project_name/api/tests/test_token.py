@@ -6,6 +6,7 @@ import pytest
 from django.middleware.csrf import CsrfViewMiddleware
 
 from conftest import PASSWORD
+from config.jwt_tokens import RefreshToken
 
 pytestmark = pytest.mark.django_db
 
@@ -61,6 +62,34 @@ def test_blacklisted_refresh_is_refused(client, tokens):
     assert response.status_code == 200
     response = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
     assert response.status_code == 401
+
+
+def test_a_new_password_ends_the_old_sessions(client, tokens, user):
+    user.set_password("another passphrase altogether")
+    user.save()
+    me = client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert me.status_code == 401
+    refresh = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    assert refresh.status_code == 401
+    assert refresh.json()["detail"] == "The user's password has been changed."
+    login = client.post("/api/token/", {"username": user.username, "password": "another passphrase altogether"})
+    assert login.status_code == 200
+
+
+def test_tokens_from_before_the_check_keep_working_and_are_stamped_when_refreshed(client, user):
+    # Issued while CHECK_REVOKE_TOKEN was off: no password claim. Turning
+    # the check on must not log their owners out.
+    refresh = RefreshToken.for_user(user)
+    del refresh["hash_password"]
+    me = client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {refresh.access_token}")
+    assert me.status_code == 200
+    renewed = client.post("/api/token/refresh/", {"refresh": str(refresh)})
+    assert renewed.status_code == 200
+    # Their successors carry the claim, so a new password now ends them.
+    user.set_password("another passphrase altogether")
+    user.save()
+    again = client.post("/api/token/refresh/", {"refresh": renewed.json()["refresh"]})
+    assert again.status_code == 401
 
 
 def test_malformed_json_is_400_with_json_body(client, db):
@@ -128,3 +157,4 @@ def test_a_path_without_its_slash_is_redirected_keeping_method_and_body(client, 
     response = getattr(client, method)(path)
     assert response.status_code == 308
     assert response["Location"] == location
+
