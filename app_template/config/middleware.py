@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import OperationalError
 from django.http import HttpResponsePermanentRedirect, JsonResponse
 from django.middleware.common import CommonMiddleware
+from django.utils.http import escape_leading_slashes
 from django.utils.log import log_response
 from psycopg.errors import QueryCanceled
 
@@ -165,6 +166,12 @@ class SlashRedirectCommonMiddleware(CommonMiddleware):
     """
 
     response_redirect_class = staticmethod(_redirect_keeping_the_request)
+
+    def get_full_path_with_slash(self, request):
+        # Django's own raises under DEBUG for a POST, PUT or PATCH, whose body
+        # its 301 would lose; the 308 keeps it, so runserver answers as
+        # production does.
+        return escape_leading_slashes(request.get_full_path(force_append_slash=True))
 
 
 class ReleaseHeadersMiddleware:
