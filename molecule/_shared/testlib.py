@@ -304,6 +304,11 @@ def recap_counts(output):
     return counts
 
 
+def database_answers(host):
+    """Whether PostgreSQL on `host` accepts connections on its socket."""
+    return host.run("pg_isready --quiet --host /run/postgresql").rc == 0
+
+
 def wait_until(predicate, timeout, interval=0.2):
     """Poll `predicate` until it returns a truthy value or `timeout` passes."""
     deadline = time.monotonic() + timeout

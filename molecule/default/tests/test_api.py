@@ -11,17 +11,13 @@ import pytest
 
 from api_contract import *  # noqa: F401,F403
 from fixtures import MANAGE, make_api_user
-from testlib import Response, wait_until
-
-
-def _database_answers(host):
-    return host.run("pg_isready --quiet --host /run/postgresql").rc == 0
+from testlib import Response, database_answers, wait_until
 
 
 def test_while_the_database_is_down_the_api_answers_503(host, site, tokens, api_user):
     host.run_expect([0], "systemctl stop postgresql")
     try:
-        assert wait_until(lambda: not _database_answers(host), timeout=30)
+        assert wait_until(lambda: not database_answers(host), timeout=30)
         response = site.get("/readyz")
         assert response.status == 503
         assert response.json()["database"] == "down"
@@ -36,7 +32,7 @@ def test_while_the_database_is_down_the_api_answers_503(host, site, tokens, api_
             assert int(response.headers["Retry-After"]) > 0
     finally:
         host.run_expect([0], "systemctl start postgresql")
-    assert wait_until(lambda: _database_answers(host), timeout=30)
+    assert wait_until(lambda: database_answers(host), timeout=30)
     assert wait_until(lambda: site.get("/readyz").status == 200, timeout=10)
 
 
@@ -50,7 +46,7 @@ def test_no_request_fails_after_a_database_restart(host, site, tokens):
 
     assert set(statuses()) == {200}  # every worker now holds a connection
     host.run_expect([0], "systemctl restart postgresql")
-    assert wait_until(lambda: _database_answers(host), timeout=30)
+    assert wait_until(lambda: database_answers(host), timeout=30)
     assert set(statuses()) == {200}
 
 
