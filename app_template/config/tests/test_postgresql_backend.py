@@ -1,10 +1,14 @@
 """config.postgresql: the per-request health check asks the socket, not the
 server, and still replaces a connection the server has closed."""
 import select
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
+from psycopg.errors import QueryCanceled
+
+from config.settings.base import database_from_env
 
 # Real connections, opened and closed by the tests: no test transaction.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,3 +75,37 @@ def test_after_an_error_the_server_is_asked(monkeypatch):
     connection.errors_occurred = True
     assert connection.is_usable()
     assert asked
+
+
+def test_the_statement_timeout_from_the_environment_cancels_a_lock_wait(monkeypatch):
+    # What a Gunicorn worker gets from the deploy: a query stuck behind a
+    # lock is cancelled by the server after the limit, on a connection that
+    # stays usable, instead of waiting until the worker is killed.
+    monkeypatch.setenv("DJANGO_DB_STATEMENT_TIMEOUT", "1")
+    limited_settings = connection.settings_dict | {"OPTIONS": database_from_env()["OPTIONS"]}
+    limited = type(connections["default"])(limited_settings, alias="limited")
+    holder = connections.create_connection("default")
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute("LOCK TABLE auth_user IN ACCESS EXCLUSIVE MODE")
+        with limited.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            assert cursor.fetchone()[0] == "1s"
+            started = time.monotonic()
+            with pytest.raises(OperationalError) as raised:
+                cursor.execute("SELECT count(*) FROM auth_user")
+            assert 0.9 < time.monotonic() - started < 10
+            assert isinstance(raised.value.__cause__, QueryCanceled)
+        holder.rollback()
+        with limited.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM auth_user")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        holder.close()
+        limited.close()
+
+
+def test_without_a_statement_timeout_the_server_default_applies(monkeypatch):
+    monkeypatch.delenv("DJANGO_DB_STATEMENT_TIMEOUT", raising=False)
+    assert "options" not in database_from_env()["OPTIONS"]

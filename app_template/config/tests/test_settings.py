@@ -79,6 +79,19 @@ def test_malformed_number_is_named():
     assert "DJANGO_DB_CONN_MAX_AGE must be a whole number" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("soon", "DJANGO_DB_STATEMENT_TIMEOUT must be a whole number"),
+        ("-5", "DJANGO_DB_STATEMENT_TIMEOUT must be 0 or more, got -5"),
+    ],
+)
+def test_a_bad_statement_timeout_is_named(value, message):
+    result = manage("check", env=PRODUCTION_ENV | {"DJANGO_DB_STATEMENT_TIMEOUT": value})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_unknown_log_format_is_named():
     result = manage("check", env=PRODUCTION_ENV | {"DJANGO_LOG_FORMAT": "xml"})
     assert result.returncode != 0

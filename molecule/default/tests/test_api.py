@@ -4,6 +4,7 @@ restarted under the app, static files from the release on disk."""
 import json
 import secrets
 import shlex
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin
 
@@ -48,6 +49,48 @@ def test_no_request_fails_after_a_database_restart(host, site, tokens):
     host.run_expect([0], "systemctl restart postgresql")
     assert wait_until(lambda: database_answers(host), timeout=30)
     assert set(statuses()) == {200}
+
+
+def _gunicorn_environment(host):
+    return host.check_output("systemctl show gunicorn.service --property Environment --value").split()
+
+
+def test_a_query_stuck_past_the_statement_timeout_ends_as_a_500(host, site, tokens):
+    # The role's default: five sixths of the 30 s worker timeout, for the
+    # web workers only.
+    assert "DJANGO_DB_STATEMENT_TIMEOUT=25" in _gunicorn_environment(host)
+    assert "DJANGO_DB_STATEMENT_TIMEOUT" not in host.file("/etc/drf-app/app.env").content_string
+    # A short limit for this test (a drop-in under /run, gone at reboot),
+    # and a transaction that holds the users table: the request's user query
+    # waits for the lock until PostgreSQL cancels it, and the worker answers
+    # a 500 instead of being killed by Gunicorn's timeout.
+    dropin = "/run/systemd/system/gunicorn.service.d/test-statement-timeout.conf"
+    locked = ("SELECT count(*) FROM pg_locks WHERE relation = 'auth_user'::regclass"
+              " AND mode = 'AccessExclusiveLock' AND granted")
+    psql = "runuser -u postgres -- psql --no-psqlrc -At -d app -c"
+    rid = "test-" + secrets.token_hex(8)
+    host.run_expect([0], f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Service]\\nEnvironment=DJANGO_DB_STATEMENT_TIMEOUT=2\\n'"
+                    f" > {dropin} && systemctl daemon-reload && systemctl restart gunicorn.service")
+    try:
+        assert "DJANGO_DB_STATEMENT_TIMEOUT=2" in _gunicorn_environment(host)
+        host.run_expect([0], f"systemd-run --unit drf-test-lock --setenv PGAPPNAME=drf-test-lock {psql}"
+                        f" {shlex.quote('BEGIN; LOCK TABLE auth_user; SELECT pg_sleep(30)')}")
+        assert wait_until(lambda: host.check_output(f"{psql} {shlex.quote(locked)}") == "1", timeout=10)
+        started = time.monotonic()
+        response = site.get("/api/me/", token=tokens["access"], headers={"X-Request-ID": rid})
+        waited = time.monotonic() - started
+        _assert_json_error(response, 500)
+        assert 2 <= waited < 10, waited
+        journal = f"journalctl -u gunicorn.service -n 500 --no-pager -o cat | grep -F {rid}"
+        assert wait_until(lambda: "canceling statement due to statement timeout" in host.run(journal).stdout,
+                          timeout=10)
+    finally:
+        # pg_sleep does not notice its client leave: end the session itself.
+        host.run(f"{psql} \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                 f" WHERE application_name = 'drf-test-lock'\"; systemctl stop drf-test-lock")
+        host.run(f"rm -f {dropin} && systemctl daemon-reload && systemctl restart gunicorn.service")
+    assert "DJANGO_DB_STATEMENT_TIMEOUT=25" in _gunicorn_environment(host)
+    assert site.get("/api/me/", token=tokens["access"]).status == 200
 
 
 def test_a_new_password_set_by_the_deploy_ends_the_old_sessions(host, site):
