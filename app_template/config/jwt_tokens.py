@@ -188,6 +188,18 @@ class RedeemedRefreshToken(RefreshToken):
                 raise TokenError(_("The user's password has been changed."))
             stamp_identity(self, user)
 
+    def blacklist(self):
+        """Blacklist the token as it is redeemed, refusing it if another
+        request did so first. Two requests with the same token (a thief's
+        and its owner's) can both pass the blacklist check in verify();
+        simplejwt's get_or_create then lets both make new tokens, and the
+        thief keeps a token family of their own. The blacklist row is unique
+        per token, so exactly one request creates it."""
+        blacklisted, created = super().blacklist()
+        if not created:
+            raise TokenError(_("Token is blacklisted"))
+        return blacklisted, created
+
 
 class UntypedToken(tokens.UntypedToken):
     _token_backend = token_backend

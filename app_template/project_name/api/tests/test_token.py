@@ -6,7 +6,7 @@ import pytest
 from django.middleware.csrf import CsrfViewMiddleware
 
 from conftest import PASSWORD
-from config.jwt_tokens import RefreshToken
+from config.jwt_tokens import RedeemedRefreshToken, RefreshToken
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +44,30 @@ def test_refresh_token_is_single_use(client, tokens):
     assert first.status_code == 200
     again = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
     assert again.status_code == 401
+
+
+def test_a_refresh_token_redeemed_twice_at_once_makes_one_pair(client, tokens, monkeypatch):
+    # Two requests with the same refresh token (a thief's and its owner's)
+    # can both pass the blacklist check before either blacklists it. The
+    # one that finds it blacklisted when it comes to do so must be refused,
+    # or the thief keeps a token family of their own.
+    real_verify = RedeemedRefreshToken.verify
+    winners = []
+
+    def verify_then_let_another_request_redeem_it(token):
+        real_verify(token)
+        if not winners:
+            winners.append(None)  # the other request's own check must not recurse
+            winners[0] = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+
+    monkeypatch.setattr(RedeemedRefreshToken, "verify", verify_then_let_another_request_redeem_it)
+    loser = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]})
+    (winner,) = winners
+    assert winner.status_code == 200
+    assert loser.status_code == 401
+    assert loser.json()["code"] == "token_not_valid"
+    monkeypatch.undo()
+    assert client.post("/api/token/refresh/", {"refresh": winner.json()["refresh"]}).status_code == 200
 
 
 def test_verify_accepts_valid_token(client, tokens):
