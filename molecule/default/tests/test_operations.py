@@ -45,11 +45,32 @@ def _blacklisted(host, database, jti):
     ))
 
 
-def test_backup_timer_is_enabled_and_scheduled(host):
-    timer = host.service("drf-backup.timer")
-    assert timer.is_enabled
-    assert host.check_output("systemctl is-active drf-backup.timer") == "active"
-    assert host.check_output("systemctl show --property NextElapseUSecRealtime --value drf-backup.timer")
+@pytest.mark.parametrize("timer", ["drf-backup.timer", "drf-flush-tokens.timer"])
+def test_timer_is_enabled_and_scheduled(host, timer):
+    assert host.service(timer).is_enabled
+    assert host.check_output(f"systemctl is-active {timer}") == "active"
+    assert host.check_output(f"systemctl show --property NextElapseUSecRealtime --value {timer}")
+
+
+def _outstanding(host, database, jti):
+    return int(_sql(host, database, f"SELECT count(*) FROM token_blacklist_outstandingtoken WHERE jti = '{jti}'"))
+
+
+def test_the_token_cleanup_deletes_expired_tokens_only(host, site, api_user, database):
+    # Every login and refresh leaves a row, a redeemed token a second one.
+    expired = site.obtain_tokens(api_user["username"], api_user["password"])
+    assert site.post("/api/token/blacklist/", {"refresh": expired["refresh"]}).status == 200
+    current = site.obtain_tokens(api_user["username"], api_user["password"])
+    expired_jti, current_jti = (jwt_claims(tokens["refresh"])["jti"] for tokens in (expired, current))
+    _sql(host, database, "UPDATE token_blacklist_outstandingtoken SET expires_at = now() - interval '1 minute'"
+                         f" WHERE jti = '{expired_jti}'")
+    assert _blacklisted(host, database, expired_jti) == 1
+
+    host.run_expect([0], "systemctl start drf-flush-tokens.service")
+    assert _outstanding(host, database, expired_jti) == 0
+    assert _blacklisted(host, database, expired_jti) == 0
+    assert _outstanding(host, database, current_jti) == 1
+    assert site.post("/api/token/refresh/", {"refresh": current["refresh"]}).status == 200
 
 
 def test_backup_then_restore_brings_the_data_back(host, site, api_user, database):
@@ -78,6 +99,8 @@ def test_backup_then_restore_brings_the_data_back(host, site, api_user, database
     assert site.post("/api/token/refresh/", {"refresh": tokens["refresh"]}).status == 401
     fresh = site.obtain_tokens(api_user["username"], api_user["password"])
     assert site.get("/api/me/", token=fresh["access"]).status == 200
+    # Stopped for the restore with the rest of the app, and back.
+    assert host.check_output("systemctl is-active drf-flush-tokens.timer") == "active"
 
 
 def test_restore_refuses_to_run_without_confirmation(host, database):
@@ -296,5 +319,5 @@ def test_status_playbook_reports_every_host_in_check_mode():
     # on the tests before this one.
     for expected in ("postgresql ", "last backup: /var/backups/postgresql/", "release ",
                      "; last run ", " (started ", "timer active, next run ",
-                     "gunicorn.service active", "certificate for", "days left"):
+                     "gunicorn.service active", "drf-flush-tokens.timer active", "certificate for", "days left"):
         assert expected in output, expected
