@@ -12,12 +12,14 @@ import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import ssl
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 PROJECT_DIR = os.environ.get(
@@ -302,6 +304,25 @@ def recap_counts(output):
                 key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(2))
             }
     return counts
+
+
+@contextmanager
+def table_locked(host, table, mode, database="app"):
+    """A session on `host` holding `table` in lock `mode` (SQL's name, such
+    as ACCESS SHARE), as a long transaction would, for the block's length."""
+    psql = f"runuser -u postgres -- psql --no-psqlrc -At -d {database} -c"
+    name = "drf-test-lock"
+    held = ("SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
+            f" WHERE application_name = '{name}' AND relation = '{table}'::regclass AND granted")
+    host.run_expect([0], f"systemd-run --unit {name} --setenv PGAPPNAME={name} {psql} "
+                    + shlex.quote(f"BEGIN; LOCK TABLE {table} IN {mode} MODE; SELECT pg_sleep(300)"))
+    try:
+        assert wait_until(lambda: host.check_output(f"{psql} {shlex.quote(held)}") == "1", timeout=10)
+        yield
+    finally:
+        # pg_sleep does not notice its client leave: end the session itself.
+        host.run(f"{psql} \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                 f" WHERE application_name = '{name}'\"; systemctl stop {name}")
 
 
 def database_answers(host):

@@ -6,7 +6,7 @@ import time
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, connections
-from psycopg.errors import QueryCanceled
+from psycopg.errors import LockNotAvailable, QueryCanceled
 
 from config.settings.base import database_from_env
 
@@ -77,11 +77,20 @@ def test_after_an_error_the_server_is_asked(monkeypatch):
     assert asked
 
 
-def test_the_statement_timeout_from_the_environment_cancels_a_lock_wait(monkeypatch):
-    # What a Gunicorn worker gets from the deploy: a query stuck behind a
-    # lock is cancelled by the server after the limit, on a connection that
-    # stays usable, instead of waiting until the worker is killed.
-    monkeypatch.setenv("DJANGO_DB_STATEMENT_TIMEOUT", "1")
+@pytest.mark.parametrize(
+    "variable, parameter, error",
+    [
+        # What a Gunicorn worker gets from the deploy: a query stuck behind
+        # a lock is cancelled instead of waiting until the worker is killed.
+        ("DJANGO_DB_STATEMENT_TIMEOUT", "statement_timeout", QueryCanceled),
+        # What a migration gets: it gives up its wait instead of making every
+        # query on the table queue behind it.
+        ("DJANGO_DB_LOCK_TIMEOUT", "lock_timeout", LockNotAvailable),
+    ],
+)
+def test_a_timeout_from_the_environment_cancels_a_lock_wait(monkeypatch, variable, parameter, error):
+    monkeypatch.delenv("DJANGO_DB_STATEMENT_TIMEOUT", raising=False)
+    monkeypatch.setenv(variable, "1")
     limited_settings = connection.settings_dict | {"OPTIONS": database_from_env()["OPTIONS"]}
     limited = type(connections["default"])(limited_settings, alias="limited")
     holder = connections.create_connection("default")
@@ -90,13 +99,14 @@ def test_the_statement_timeout_from_the_environment_cancels_a_lock_wait(monkeypa
         with holder.cursor() as cursor:
             cursor.execute("LOCK TABLE auth_user IN ACCESS EXCLUSIVE MODE")
         with limited.cursor() as cursor:
-            cursor.execute("SHOW statement_timeout")
+            cursor.execute(f"SHOW {parameter}")
             assert cursor.fetchone()[0] == "1s"
             started = time.monotonic()
             with pytest.raises(OperationalError) as raised:
                 cursor.execute("SELECT count(*) FROM auth_user")
             assert 0.9 < time.monotonic() - started < 10
-            assert isinstance(raised.value.__cause__, QueryCanceled)
+            assert isinstance(raised.value.__cause__, error)
+        # The connection stays usable once the lock is gone.
         holder.rollback()
         with limited.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM auth_user")
@@ -106,6 +116,10 @@ def test_the_statement_timeout_from_the_environment_cancels_a_lock_wait(monkeypa
         limited.close()
 
 
-def test_without_a_statement_timeout_the_server_default_applies(monkeypatch):
-    monkeypatch.delenv("DJANGO_DB_STATEMENT_TIMEOUT", raising=False)
+def test_both_timeouts_together_and_none_by_default(monkeypatch):
+    monkeypatch.setenv("DJANGO_DB_STATEMENT_TIMEOUT", "25")
+    monkeypatch.setenv("DJANGO_DB_LOCK_TIMEOUT", "10")
+    assert database_from_env()["OPTIONS"]["options"] == "-c statement_timeout=25s -c lock_timeout=10s"
+    monkeypatch.delenv("DJANGO_DB_STATEMENT_TIMEOUT")
+    monkeypatch.delenv("DJANGO_DB_LOCK_TIMEOUT")
     assert "options" not in database_from_env()["OPTIONS"]

@@ -80,16 +80,17 @@ def test_malformed_number_is_named():
 
 
 @pytest.mark.parametrize(
-    "value, message",
+    "variable, value, message",
     [
-        ("soon", "DJANGO_DB_STATEMENT_TIMEOUT must be a whole number"),
-        ("-5", "DJANGO_DB_STATEMENT_TIMEOUT must be 0 or more, got -5"),
+        ("DJANGO_DB_STATEMENT_TIMEOUT", "soon", "must be a whole number"),
+        ("DJANGO_DB_STATEMENT_TIMEOUT", "-5", "must be 0 or more, got -5"),
+        ("DJANGO_DB_LOCK_TIMEOUT", "-1", "must be 0 or more, got -1"),
     ],
 )
-def test_a_bad_statement_timeout_is_named(value, message):
-    result = manage("check", env=PRODUCTION_ENV | {"DJANGO_DB_STATEMENT_TIMEOUT": value})
+def test_a_bad_database_timeout_is_named(variable, value, message):
+    result = manage("check", env=PRODUCTION_ENV | {variable: value})
     assert result.returncode != 0
-    assert message in result.stderr
+    assert f"{variable} {message}" in result.stderr
 
 
 def test_unknown_log_format_is_named():

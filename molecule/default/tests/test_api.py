@@ -12,7 +12,7 @@ import pytest
 
 from api_contract import *  # noqa: F401,F403
 from fixtures import MANAGE, make_api_user
-from testlib import Response, database_answers, wait_until
+from testlib import Response, database_answers, table_locked, wait_until
 
 
 def test_while_the_database_is_down_the_api_answers_503(host, site, tokens, api_user):
@@ -65,29 +65,21 @@ def test_a_query_stuck_past_the_statement_timeout_ends_as_a_500(host, site, toke
     # waits for the lock until PostgreSQL cancels it, and the worker answers
     # a 500 instead of being killed by Gunicorn's timeout.
     dropin = "/run/systemd/system/gunicorn.service.d/test-statement-timeout.conf"
-    locked = ("SELECT count(*) FROM pg_locks WHERE relation = 'auth_user'::regclass"
-              " AND mode = 'AccessExclusiveLock' AND granted")
-    psql = "runuser -u postgres -- psql --no-psqlrc -At -d app -c"
     rid = "test-" + secrets.token_hex(8)
     host.run_expect([0], f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Service]\\nEnvironment=DJANGO_DB_STATEMENT_TIMEOUT=2\\n'"
                     f" > {dropin} && systemctl daemon-reload && systemctl restart gunicorn.service")
     try:
         assert "DJANGO_DB_STATEMENT_TIMEOUT=2" in _gunicorn_environment(host)
-        host.run_expect([0], f"systemd-run --unit drf-test-lock --setenv PGAPPNAME=drf-test-lock {psql}"
-                        f" {shlex.quote('BEGIN; LOCK TABLE auth_user; SELECT pg_sleep(30)')}")
-        assert wait_until(lambda: host.check_output(f"{psql} {shlex.quote(locked)}") == "1", timeout=10)
-        started = time.monotonic()
-        response = site.get("/api/me/", token=tokens["access"], headers={"X-Request-ID": rid})
-        waited = time.monotonic() - started
+        with table_locked(host, "auth_user", "ACCESS EXCLUSIVE"):
+            started = time.monotonic()
+            response = site.get("/api/me/", token=tokens["access"], headers={"X-Request-ID": rid})
+            waited = time.monotonic() - started
         _assert_json_error(response, 500)
         assert 2 <= waited < 10, waited
         journal = f"journalctl -u gunicorn.service -n 500 --no-pager -o cat | grep -F {rid}"
         assert wait_until(lambda: "canceling statement due to statement timeout" in host.run(journal).stdout,
                           timeout=10)
     finally:
-        # pg_sleep does not notice its client leave: end the session itself.
-        host.run(f"{psql} \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                 f" WHERE application_name = 'drf-test-lock'\"; systemctl stop drf-test-lock")
         host.run(f"rm -f {dropin} && systemctl daemon-reload && systemctl restart gunicorn.service")
     assert "DJANGO_DB_STATEMENT_TIMEOUT=25" in _gunicorn_environment(host)
     assert site.get("/api/me/", token=tokens["access"]).status == 200

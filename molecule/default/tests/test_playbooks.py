@@ -21,6 +21,7 @@ from testlib import keyring_secrets, recap_counts, run_playbook
         ("nginx_client_max_body_size", "10 MB", "nginx's syntax"),
         ("app_gunicorn_timeout", "0", "at least 1 second"),
         ("app_db_statement_timeout", "30", "fewer seconds than app_gunicorn_timeout (30)"),
+        ("app_migrate_lock_timeout", "25", "fewer than app_db_statement_timeout (25)"),
         ("app_deploy_serial", "0", "a number of hosts (1 or more)"),
         ("nginx_hsts_max_age", "-5", "0 or more seconds"),
         ("postgresql_max_connections", "3", "at least 10"),

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from testlib import (PROJECT_DIR, Load, add_migration, gunicorn_main_pid, project_variant, recap_counts,
-                     run_playbook)
+                     run_playbook, table_locked)
 
 RENDERED = os.path.join(PROJECT_DIR, "build", "app")
 RELEASES = "/srv/app/releases"
@@ -237,3 +237,38 @@ def test_migrating_without_the_pre_migration_dump_when_switched_off(host, site, 
     assert host.check_output(f"ls -1 {dumps}") == before
     history["M"] = _current_release(host)
     assert _served_release(site) == history["M"]
+
+
+def _add_column_to_the_users_table(project):
+    add_migration(project, "0001_release_note", "[migrations.RunSQL("
+                  "'ALTER TABLE auth_user ADD COLUMN release_note text', "
+                  "'ALTER TABLE auth_user DROP COLUMN release_note')]")
+
+
+def test_a_migration_kept_waiting_for_a_lock_gives_up_and_the_api_keeps_serving(host, site, load, history):
+    # A long transaction (a report, a pg_dump) reads the users table. The
+    # migration's ALTER TABLE waits for it, and every query on the table
+    # queues behind that wait: without a lock timeout, logins and API calls
+    # hang until the reader ends. With it, each try gives up after
+    # app_migrate_lock_timeout seconds, the deploy stops after the retries,
+    # and the running release serves on.
+    source = project_variant("L", _add_column_to_the_users_table)
+    limits = ("-e", "app_migrate_lock_timeout=2", "-e", "app_migrate_lock_retries=1")
+    with table_locked(host, "auth_user", "ACCESS SHARE"):
+        with load() as running:
+            result = _deploy(source, *limits)
+            _settle(running)
+    print(f"deploy L (migration kept waiting for a lock) under load: {running.summary()}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "canceling statement due to lock timeout" in output
+    assert "RETRYING" in output
+    assert _current_release(host) == history["M"]
+    assert running.failures() == [], running.summary()
+    assert running.releases() == [history["M"]]
+
+    # The reader gone, the same deploy goes through.
+    result = _deploy(source, *limits)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "[X] 0001_release_note" in host.check_output("/usr/local/sbin/app-manage showmigrations accounts")
+    assert _served_release(site) == _current_release(host) != history["M"]
