@@ -320,7 +320,8 @@ def table_locked(host, table, mode, database="app"):
         assert wait_until(lambda: host.check_output(f"{psql} {shlex.quote(held)}") == "1", timeout=10)
         yield
     finally:
-        # pg_sleep does not notice its client leave: end the session itself.
+        # The server would notice its client leave only at its next check
+        # (client_connection_check_interval): end the session now.
         host.run(f"{psql} \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                  f" WHERE application_name = '{name}'\"; systemctl stop {name}")
 

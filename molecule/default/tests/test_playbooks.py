@@ -1,6 +1,7 @@
 """The playbooks themselves: check mode, bad input, secrets in the output."""
 import os
 import re
+import shlex
 
 import pytest
 
@@ -8,7 +9,7 @@ from playbook_checks import (  # noqa: F401
     assert_refused_before_any_change,
     test_check_mode_on_converged_hosts_changes_nothing,
 )
-from testlib import keyring_secrets, recap_counts, run_playbook
+from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,7 @@ from testlib import keyring_secrets, recap_counts, run_playbook
         ("app_deploy_serial", "0", "a number of hosts (1 or more)"),
         ("nginx_hsts_max_age", "-5", "0 or more seconds"),
         ("postgresql_max_connections", "3", "at least 10"),
+        ("postgresql_idle_in_transaction_timeout", "-1", "whole number of seconds"),
         # Names the host itself does not know, refused before base's tasks.
         ("base_timezone", "Mars/Olympus_Mons", "/usr/share/zoneinfo"),
         ("base_locale", "xx_YY.UTF-8", "/usr/share/i18n/SUPPORTED"),
@@ -123,3 +125,49 @@ def test_postgresql_remakes_a_damaged_self_signed_certificate(host):
     assert served == host.check_output(f"openssl x509 -noout -fingerprint -sha256 -in {cert}")
     again = run_playbook("site.yml", "--tags", "postgresql_tls")
     assert sum(count["changed"] for count in recap_counts(again.stdout).values()) == 0, again.stdout[-3000:]
+
+
+def test_a_session_limit_change_reloads_postgresql_and_ends_an_idle_transaction(host):
+    """Session limits live in their own file, whose changes reload the
+    server: a changed idle-in-transaction timeout restarts nothing, and a
+    session left idle inside a transaction is then ended, its lock freed."""
+    psql = "runuser -u postgres -- psql --no-psqlrc -At -d app -c"
+    started = host.check_output(f"{psql} 'SELECT pg_postmaster_start_time()'")
+    assert host.check_output(f"{psql} 'SHOW idle_in_transaction_session_timeout'") == "1min"
+    name = "drf-test-idle"
+    state = f"SELECT coalesce(string_agg(state, ','), 'gone') FROM pg_stat_activity WHERE application_name = '{name}'"
+    try:
+        result = run_playbook("site.yml", "--tags", "postgresql_configure",
+                              "-e", '{"postgresql_idle_in_transaction_timeout": 3}')
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert host.check_output(f"{psql} 'SHOW idle_in_transaction_session_timeout'") == "3s"
+        assert host.check_output(f"{psql} 'SELECT pg_postmaster_start_time()'") == started
+        # A shell that took a lock in a transaction, then waits on its user.
+        session = "{ echo 'BEGIN; LOCK TABLE auth_user IN ACCESS SHARE MODE;'; sleep 60; }" \
+                  " | runuser -u postgres -- psql --no-psqlrc -d app"
+        host.run_expect([0], f"systemd-run --unit {name} --setenv PGAPPNAME={name} bash -c {shlex.quote(session)}")
+        assert wait_until(lambda: host.check_output(f"{psql} {shlex.quote(state)}") == "idle in transaction", 10)
+        assert wait_until(lambda: host.check_output(f"{psql} {shlex.quote(state)}") == "gone", 10)
+        host.run_expect([0], f"{psql} \"BEGIN; SET LOCAL lock_timeout = '1s';"
+                             " LOCK TABLE auth_user IN ACCESS EXCLUSIVE MODE; COMMIT\"")
+    finally:
+        host.run(f"systemctl stop {name}")
+        restored = run_playbook("site.yml", "--tags", "postgresql_configure")
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert host.check_output(f"{psql} 'SHOW idle_in_transaction_session_timeout'") == "1min"
+
+
+def test_postgresql_cancels_a_statement_whose_client_is_gone(host):
+    """A killed client's statement is cancelled within
+    client_connection_check_interval (10 s), not run to its end (120 s)."""
+    psql = "runuser -u postgres -- psql --no-psqlrc -At -d app -c"
+    name = "drf-test-gone"
+    running = f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}' AND state = 'active'"
+    host.run_expect([0], f"systemd-run --unit {name} --setenv PGAPPNAME={name} {psql} 'SELECT pg_sleep(120)'")
+    try:
+        assert wait_until(lambda: host.check_output(f"{psql} {shlex.quote(running)}") == "1", 10)
+        host.run_expect([0], f"systemctl kill --signal=SIGKILL {name}")
+        assert wait_until(lambda: host.check_output(f"{psql} {shlex.quote(running)}") == "0", 15)
+    finally:
+        host.run(f"{psql} \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                 f" WHERE application_name = '{name}'\"; systemctl stop {name}")
