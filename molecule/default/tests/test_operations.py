@@ -321,3 +321,38 @@ def test_status_playbook_reports_every_host_in_check_mode():
                      "; last run ", " (started ", "timer active, next run ",
                      "gunicorn.service active", "drf-flush-tokens.timer active", "certificate for", "days left"):
         assert expected in output, expected
+
+
+def test_the_app_and_the_backups_follow_postgresql_to_another_port(host, site, api_user, database):
+    """postgresql_port also names the server's Unix socket, and the inventory
+    hands it to the app and the backup. One run moves the server to 5433 and
+    changes a session limit (a restart and a reload: the restart must come
+    first), and the API, a backup and a restore work there; the next plain
+    run moves everything back."""
+    moved = {"postgresql_port": 5433, "postgresql_idle_in_transaction_timeout": 30}
+
+    def api_works():
+        tokens = site.obtain_tokens(api_user["username"], api_user["password"])
+        return site.get("/api/me/", token=tokens["access"]).status == 200
+
+    try:
+        result = run_playbook("site.yml", "-e", json.dumps(moved))
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert host.socket("tcp://127.0.0.1:5433").is_listening
+        assert not host.socket("tcp://127.0.0.1:5432").is_listening
+        assert host.check_output("runuser -u postgres -- psql --no-psqlrc -p 5433 -At"
+                                 " -c 'SHOW idle_in_transaction_session_timeout'") == "30s"
+        assert api_works()
+
+        before = _dumps(host, database)
+        host.run_expect([0], f"systemctl start {UNIT}")
+        (dump,) = sorted(set(_dumps(host, database)) - set(before))
+        result = run_playbook("restore.yml", "-e", json.dumps(
+            {**moved, "backup_restore_file": os.path.basename(dump), "backup_restore_confirm": True}))
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert api_works()
+    finally:
+        back = run_playbook("site.yml")
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert host.socket("tcp://127.0.0.1:5432").is_listening
+    assert api_works()
