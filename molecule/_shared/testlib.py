@@ -158,6 +158,11 @@ class Site:
         assert response.status == 200, response.body
         return response.json()
 
+    def serves_me(self, username, password):
+        """Whether a login works and its access token gets GET /api/me/."""
+        tokens = self.obtain_tokens(username, password)
+        return self.get("/api/me/", token=tokens["access"]).status == 200
+
 
 def site_for(host):
     """Build a Site for a testinfra host: its name, ports and certificate."""
@@ -254,6 +259,19 @@ def run_playbook(playbook, *args, timeout=900):
     """Run a playbook from playbooks/ with the scenario's inventory."""
     argv, env = _playbook_command(playbook, *args)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_DIR)
+
+
+@contextmanager
+def converged_with(extra_vars):
+    """site.yml run with `extra_vars` for the block's length, then run with
+    the inventory alone again, which must put the host back."""
+    try:
+        result = run_playbook("site.yml", "-e", json.dumps(extra_vars))
+        assert result.returncode == 0, result.stdout[-4000:]
+        yield result
+    finally:
+        back = run_playbook("site.yml")
+        assert back.returncode == 0, back.stdout[-4000:]
 
 
 def start_playbook(playbook, *args):

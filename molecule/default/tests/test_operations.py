@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from testlib import PROJECT_DIR, gunicorn_main_pid, jwt_claims, recap_counts, run_playbook, wait_until
+from testlib import PROJECT_DIR, converged_with, gunicorn_main_pid, jwt_claims, recap_counts, run_playbook, wait_until
 
 BACKUP_DIR = "/var/backups/postgresql"
 UNIT = "drf-backup.service"
@@ -331,18 +331,12 @@ def test_the_app_and_the_backups_follow_postgresql_to_another_port(host, site, a
     run moves everything back."""
     moved = {"postgresql_port": 5433, "postgresql_idle_in_transaction_timeout": 30}
 
-    def api_works():
-        tokens = site.obtain_tokens(api_user["username"], api_user["password"])
-        return site.get("/api/me/", token=tokens["access"]).status == 200
-
-    try:
-        result = run_playbook("site.yml", "-e", json.dumps(moved))
-        assert result.returncode == 0, result.stdout[-4000:]
+    with converged_with(moved):
         assert host.socket("tcp://127.0.0.1:5433").is_listening
         assert not host.socket("tcp://127.0.0.1:5432").is_listening
         assert host.check_output("runuser -u postgres -- psql --no-psqlrc -p 5433 -At"
                                  " -c 'SHOW idle_in_transaction_session_timeout'") == "30s"
-        assert api_works()
+        assert site.serves_me(api_user["username"], api_user["password"])
 
         before = _dumps(host, database)
         host.run_expect([0], f"systemctl start {UNIT}")
@@ -350,9 +344,6 @@ def test_the_app_and_the_backups_follow_postgresql_to_another_port(host, site, a
         result = run_playbook("restore.yml", "-e", json.dumps(
             {**moved, "backup_restore_file": os.path.basename(dump), "backup_restore_confirm": True}))
         assert result.returncode == 0, result.stdout[-4000:]
-        assert api_works()
-    finally:
-        back = run_playbook("site.yml")
-    assert back.returncode == 0, back.stdout[-4000:]
+        assert site.serves_me(api_user["username"], api_user["password"])
     assert host.socket("tcp://127.0.0.1:5432").is_listening
-    assert api_works()
+    assert site.serves_me(api_user["username"], api_user["password"])

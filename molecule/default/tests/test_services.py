@@ -1,10 +1,11 @@
 """What runs on the host, where it listens, and how it recovers."""
+import json
 import re
 
 import pytest
 
 from fixtures import MANAGE
-from testlib import gunicorn_main_pid, wait_until
+from testlib import converged_with, gunicorn_main_pid, run_playbook, wait_until
 
 
 @pytest.mark.parametrize(
@@ -123,3 +124,25 @@ def test_app_database_role_is_least_privileged(host):
     assert query(f"SELECT string_agg(datname, ',') FROM pg_database WHERE datdba = '{app_role}'::regrole") == "app"
     assert query("SHOW password_encryption") == "scram-sha-256"
     assert query(f"SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = '{app_role}'") == "t"
+
+
+def test_nginx_follows_the_app_to_another_socket(host, site, api_user):
+    """The inventory hands app_gunicorn_socket to nginx (topology.yml): a run
+    that moves Gunicorn's socket keeps the API answering through nginx."""
+    moved = "/run/gunicorn-api/api.sock"
+
+    with converged_with({"app_gunicorn_socket": moved}):
+        assert host.socket(f"unix://{moved}").is_listening
+        assert not host.socket("unix:///run/gunicorn/gunicorn.sock").is_listening
+        assert site.serves_me(api_user["username"], api_user["password"])
+    assert host.socket("unix:///run/gunicorn/gunicorn.sock").is_listening
+    assert site.serves_me(api_user["username"], api_user["password"])
+
+
+def test_nginx_serves_static_files_from_the_app_root_the_inventory_sets(host):
+    """nginx's static root follows app_root (topology.yml): shown by what a
+    check-mode run would write into nginx's configuration."""
+    result = run_playbook("site.yml", "--check", "--diff", "--tags", "nginx_configure",
+                          "-e", json.dumps({"app_root": "/srv/api"}))
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert re.search(r"^\+\s*alias /srv/api/current/static/;", result.stdout, re.MULTILINE), result.stdout[-4000:]
