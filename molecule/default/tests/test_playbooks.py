@@ -1,4 +1,5 @@
 """The playbooks themselves: check mode, bad input, secrets in the output."""
+import json
 import os
 import re
 import shlex
@@ -35,6 +36,31 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
 def test_bad_input_fails_before_any_change_and_names_the_variable(variable, value, reason):
     result = run_playbook("site.yml", "-e", f'{{"{variable}": "{value}"}}')
     assert_refused_before_any_change(result, variable, reason)
+
+
+@pytest.mark.parametrize(
+    "variable, value, reason",
+    [
+        # Parsed as addresses and networks, not matched by a pattern.
+        ("postgresql_app_networks", ["127.0.0.1/32", "10.0.0.999/32"], "list of CIDR networks"),
+        ("postgresql_listen_addresses", ["127.0.0.1", "db.example.com"], "list of IP addresses"),
+        ("app_trusted_proxies", ["10.0.0.256"], "list of IP addresses"),
+        ("firewall_ssh_sources", ["10.0.0.1/8"], "host bits zero"),
+        # A number given as text, as -e name=value gives it.
+        ("app_db_port", "70000", "TCP port (1 to 65535)"),
+        ("app_jwt_refresh_lifetime", 60, "no shorter than app_jwt_access_lifetime (300 s)"),
+        ("app_media_root", "media", "absolute path"),
+    ],
+)
+def test_bad_structured_input_fails_before_any_change(variable, value, reason):
+    result = run_playbook("site.yml", "-e", json.dumps({variable: value}))
+    assert_refused_before_any_change(result, variable, reason)
+
+
+def test_a_refused_index_url_does_not_print_its_password():
+    result = run_playbook("site.yml", "-e", "app_pip_index_url=ftp://deploy:s3cret-index-pw@pypi.example.com/simple")
+    assert_refused_before_any_change(result, "app_pip_index_url", "http(s) URL")
+    assert "s3cret-index-pw" not in result.stdout + result.stderr
 
 
 def test_a_connection_limit_below_the_app_workers_is_refused():

@@ -1,0 +1,40 @@
+"""Jinja tests for the roles' input checks: IP addresses and networks,
+parsed by Python's ipaddress module rather than matched by a pattern, so that
+999.1.1.1 or 10.0.0.0/33 is refused before the host changes, not by
+PostgreSQL, nftables or nginx halfway through a run.
+
+    postgresql_app_networks | reject('ip_network') | list   # the bad items
+    app_trusted_proxies | reject('ip_address') | reject('ip_network') | list
+
+Loaded from beside the playbooks (Ansible looks there) and through
+ansible.cfg's test_plugins for other uses of the roles.
+"""
+import ipaddress
+
+
+def ip_address(value):
+    """An IPv4 or IPv6 address, without a prefix length."""
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def ip_network(value):
+    """A network in CIDR notation (address/prefix length) whose host bits are
+    zero: 10.0.0.0/24 or 10.0.0.5/32, not 10.0.0.5/24, which PostgreSQL and
+    nftables would each read their own way."""
+    text = str(value)
+    if "/" not in text:
+        return False
+    try:
+        ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        return False
+    return True
+
+
+class TestModule:
+    def tests(self):
+        return {"ip_address": ip_address, "ip_network": ip_network}
