@@ -126,6 +126,22 @@ def test_app_database_role_is_least_privileged(host):
     assert query(f"SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = '{app_role}'") == "t"
 
 
+def test_a_rerun_starts_a_database_that_went_down(host, site, api_user):
+    """Debian's postgresql.service is an umbrella that stays active while its
+    cluster is down (stopped, or failed on a configuration since corrected):
+    site.yml starts the cluster itself, and the API answers again."""
+    cluster = host.check_output("systemctl list-units --all --plain --no-legend 'postgresql@*-main.service'").split()[0]
+    host.run_expect([0], f"systemctl stop {cluster}")
+    try:
+        assert host.run("systemctl is-active postgresql.service").stdout.strip() == "active"
+        result = run_playbook("site.yml")
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert host.service(cluster).is_running
+        assert site.serves_me(api_user["username"], api_user["password"])
+    finally:
+        host.run(f"systemctl start {cluster}")
+
+
 def test_nginx_follows_the_app_to_another_socket(host, site, api_user):
     """The inventory hands app_gunicorn_socket to nginx (topology.yml): a run
     that moves Gunicorn's socket keeps the API answering through nginx."""
