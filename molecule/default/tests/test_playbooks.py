@@ -50,6 +50,11 @@ def test_bad_input_fails_before_any_change_and_names_the_variable(variable, valu
         ("app_db_port", "70000", "TCP port (1 to 65535)"),
         ("app_jwt_refresh_lifetime", 60, "no shorter than app_jwt_access_lifetime (300 s)"),
         ("app_media_root", "media", "absolute path"),
+        ("app_db_host", "", "the directory of PostgreSQL's Unix socket"),
+        # A second value for what the role sets would bypass its checks.
+        ("app_extra_env", {"DJANGO_DB_HOST": "db.example.com"}, "set by the role; set app_db_host instead"),
+        ("app_users", [{"username": "ops-a", "password": "p" * 16}, {"username": "ops-a", "password": "q" * 16}],
+         "lists ops-a more than once"),
     ],
 )
 def test_bad_structured_input_fails_before_any_change(variable, value, reason):
