@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from playbook_checks import assert_refused_before_any_change
 from testlib import PROJECT_DIR, converged_with, gunicorn_main_pid, jwt_claims, recap_counts, run_playbook, wait_until
 
 BACKUP_DIR = "/var/backups/postgresql"
@@ -219,6 +220,19 @@ def test_backup_playbook_takes_a_dump_and_fetches_it_privately(host, database, t
     assert not [name for name in os.listdir(os.path.join(PROJECT_DIR, "playbooks")) if name.startswith(".")]
     # The same bytes as the dump the job checked with pg_restore on the host.
     assert hashlib.sha256(fetched.read_bytes()).hexdigest() == host.file(dump).sha256sum
+
+
+def test_backup_and_restore_playbooks_refuse_bad_input_before_acting(host, database):
+    """Checked before the job runs: it would write where the host's unit
+    says, while the dump would be looked for where the bad input says."""
+    before = _dumps(host, database)
+    result = run_playbook("backup.yml", "-e", "backup_dir=backups")
+    assert_refused_before_any_change(result, "backup_dir", "must be an absolute path")
+    result = run_playbook("restore.yml", "-e", "backup_port=0", "-e", "backup_restore_confirm=true",
+                          "-e", "backup_restore_file=app-20260101T000000Z.dump")
+    assert_refused_before_any_change(result, "backup_port", "must be a TCP port")
+    assert _dumps(host, database) == before
+    assert host.service("gunicorn.service").is_running
 
 
 def test_copy_command_runs_in_the_sandbox_with_its_credentials(host, database):
