@@ -3,7 +3,9 @@
 # run one after another, the chains at the same time. A scenario spends most
 # of its time waiting on apt, pip and SSH inside its containers, so two
 # chains keep this machine's two cores busy and halve the wall time. Two
-# runs of one scenario never overlap (they would share Molecule's state).
+# runs of one scenario never overlap (they would share Molecule's state,
+# its inventory included): each holds a lock named after its scenario, so a
+# chain that reaches a scenario still running in another chain waits.
 #
 # Usage: run-scenarios.sh "default:bookworm releases:bookworm" "multihost:bookworm"
 #
@@ -25,7 +27,8 @@ run_chain() {
     log="$logs/$scenario-$release.log"
     started=$(date +%s)
     echo "=== $scenario on $release: started ==="
-    MOLECULE_DISTRO="$release" molecule test -s "$scenario" 2>&1 | tee "$log" | sed -u "s/^/[$scenario $release] /"
+    MOLECULE_DISTRO="$release" flock "$logs/$scenario.lock" molecule test -s "$scenario" 2>&1 \
+      | tee "$log" | sed -u "s/^/[$scenario $release] /"
     rc=${PIPESTATUS[0]}
     echo "$scenario $release $rc $(( $(date +%s) - started ))" >>"$logs/results"
     echo "=== $scenario on $release: $([ "$rc" -eq 0 ] && echo passed || echo FAILED) ==="
