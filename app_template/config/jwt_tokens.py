@@ -298,7 +298,23 @@ class UserLoader:
         return self.model.from_db(self.using, self.names, row)
 
 
-class DatabaseUserAuthentication(authentication.JWTAuthentication):
+class SchemeIgnoringCaseMixin:
+    """Reads the Authorization header's scheme without regard to case, as
+    HTTP defines it (RFC 9110, 11.1): "bearer <token>" carries a Bearer
+    token too. simplejwt compares the bytes, and answered such a client
+    "Authentication credentials were not provided"."""
+
+    def get_raw_token(self, header):
+        parts = header.split(None, 1)
+        if parts:
+            declared = {name.lower().encode(): name.encode() for name in api_settings.AUTH_HEADER_TYPES}
+            scheme = declared.get(parts[0].lower())
+            if scheme is not None and scheme != parts[0]:
+                header = b" ".join([scheme] + parts[1:])
+        return super().get_raw_token(header)
+
+
+class DatabaseUserAuthentication(SchemeIgnoringCaseMixin, authentication.JWTAuthentication):
     """The API's default authentication: simplejwt's JWTAuthentication, with
     every check it makes (a valid access token, then a user that exists, is
     active and, with CHECK_REVOKE_TOKEN (on in settings), has not changed
@@ -325,7 +341,7 @@ class DatabaseUserAuthentication(authentication.JWTAuthentication):
         return user
 
 
-class ClaimsAuthentication(authentication.JWTStatelessUserAuthentication):
+class ClaimsAuthentication(SchemeIgnoringCaseMixin, authentication.JWTStatelessUserAuthentication):
     """A valid access token, checked exactly as JWTAuthentication checks it
     (signature, kid, expiry, type), but without loading the user: the user
     is a simplejwt TokenUser made from the token's claims.

@@ -52,6 +52,13 @@ def test_me_returns_the_username(site, api_user, tokens):
     assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_me_reads_the_auth_scheme_in_any_case(site, api_user, tokens):
+    # HTTP's auth schemes ignore case: some clients send "bearer".
+    response = site.get("/api/me/", headers={"Authorization": f"bearer {tokens['access']}"})
+    assert response.status == 200
+    assert response.json()["username"] == api_user["username"]
+
+
 def test_me_without_token_is_401(site):
     response = site.get("/api/me/")
     assert response.status == 401

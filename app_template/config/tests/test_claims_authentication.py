@@ -12,8 +12,8 @@ from config.jwt_tokens import ClaimsAuthentication
 pytestmark = pytest.mark.django_db
 
 
-def _authenticate(token):
-    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {token}")
+def _authenticate(token, scheme="Bearer"):
+    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"{scheme} {token}")
     return ClaimsAuthentication().authenticate(request)
 
 
@@ -52,3 +52,8 @@ def test_a_refresh_brings_the_identity_up_to_date(client, tokens, user):
     # The replacing refresh token carries the new identity on.
     again = client.post("/api/token/refresh/", {"refresh": refreshed["refresh"]}).json()
     assert _authenticate(again["access"])[0].username == "alice.b"
+
+
+def test_the_scheme_is_read_without_regard_to_case(tokens, user):
+    identity, _ = _authenticate(tokens["access"], "bearer")
+    assert identity.username == "alice"

@@ -14,8 +14,8 @@ from config.jwt_tokens import AccessToken, DatabaseUserAuthentication, RefreshTo
 pytestmark = pytest.mark.django_db
 
 
-def _authenticate(token):
-    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {token}")
+def _authenticate(token, scheme="Bearer"):
+    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"{scheme} {token}")
     return DatabaseUserAuthentication().authenticate(request)
 
 
@@ -80,3 +80,21 @@ def test_without_check_revoke_token_a_new_password_revokes_nothing(user, monkeyp
     user.set_password("another passphrase altogether")
     user.save()
     assert _authenticate(access)[0] == user
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_scheme_is_read_without_regard_to_case(tokens, user, scheme):
+    loaded, _ = _authenticate(tokens["access"], scheme)
+    assert loaded.pk == user.pk
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Bearerx", "Token"])
+def test_another_scheme_is_not_taken_for_a_token(tokens, scheme):
+    assert _authenticate(tokens["access"], scheme) is None
+
+
+def test_a_scheme_in_any_case_with_extra_values_is_refused(tokens):
+    with pytest.raises(AuthenticationFailed) as refused:
+        _authenticate(f"{tokens['access']} extra", "bearer")
+    # simplejwt's own refusal, whose detail carries its code.
+    assert refused.value.detail["code"] == "bad_authorization_header"
