@@ -4,7 +4,7 @@ parsed by Python's ipaddress module rather than matched by a pattern, so that
 PostgreSQL, nftables or nginx halfway through a run.
 
     postgresql_app_networks | reject('ip_network') | list   # the bad items
-    app_trusted_proxies | reject('ip_address') | reject('ip_network') | list
+    firewall_ssh_sources | reject('ip_address') | reject('ip_network') | list
 
 Loaded from beside the playbooks (Ansible looks there) and through
 ansible.cfg's test_plugins for other uses of the roles.

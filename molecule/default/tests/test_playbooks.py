@@ -31,16 +31,6 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         # Names the host itself does not know, refused before base's tasks.
         ("base_timezone", "Mars/Olympus_Mons", "/usr/share/zoneinfo"),
         ("base_locale", "xx_YY.UTF-8", "/usr/share/i18n/SUPPORTED"),
-    ],
-)
-def test_bad_input_fails_before_any_change_and_names_the_variable(variable, value, reason):
-    result = run_playbook("site.yml", "-e", f'{{"{variable}": "{value}"}}')
-    assert_refused_before_any_change(result, variable, reason)
-
-
-@pytest.mark.parametrize(
-    "variable, value, reason",
-    [
         # Parsed as addresses and networks, not matched by a pattern.
         ("postgresql_app_networks", ["127.0.0.1/32", "10.0.0.999/32"], "list of CIDR networks"),
         ("postgresql_listen_addresses", ["127.0.0.1", "db.example.com"], "list of IP addresses"),
@@ -57,7 +47,7 @@ def test_bad_input_fails_before_any_change_and_names_the_variable(variable, valu
          "lists ops-a more than once"),
     ],
 )
-def test_bad_structured_input_fails_before_any_change(variable, value, reason):
+def test_bad_input_fails_before_any_change_and_names_the_variable(variable, value, reason):
     result = run_playbook("site.yml", "-e", json.dumps({variable: value}))
     assert_refused_before_any_change(result, variable, reason)
 
