@@ -95,12 +95,9 @@ def test_check_mode_on_a_host_never_set_up_is_refused_plainly(host):
     assert host.package("python3-apt").is_installed
 
 
-def test_no_secret_appears_in_the_ansible_output(host):
-    log_path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "ansible.log")
-    with open(log_path, encoding="utf-8") as log_file:
-        log = log_file.read()
-    assert "PLAY RECAP" in log and "Run the app" in log
-
+def _deployed_secrets(host):
+    """{name: value} of every secret the deploy handles: the app's, the
+    keyring's and the inventory's API user's password."""
     env = dict(
         line.split("=", 1)
         for line in host.check_output("cat /etc/drf-app/app.env").splitlines()
@@ -111,9 +108,32 @@ def test_no_secret_appears_in_the_ansible_output(host):
         for name in ("DJANGO_SECRET_KEY", "DJANGO_DB_PASSWORD")
     }
     secrets.update(keyring_secrets(host))
+    demo_password = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", ".secrets", "demo_password")
+    with open(demo_password, encoding="utf-8") as secret:
+        secrets["app_users password"] = secret.read().rstrip("\n")
     for name, value in secrets.items():
         assert len(value) >= 16, name
+    return secrets
+
+
+def test_no_secret_appears_in_the_ansible_output(host):
+    log_path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "ansible.log")
+    with open(log_path, encoding="utf-8") as log_file:
+        log = log_file.read()
+    assert "PLAY RECAP" in log and "Run the app" in log
+    for name, value in _deployed_secrets(host).items():
         assert value not in log, f"{name} appears in the Ansible output"
+
+
+def test_no_secret_appears_in_verbose_output(host):
+    """Ops debug with -vv, which prints every task's result, loop items
+    included (a check of app_users once printed each user's password)."""
+    result = run_playbook("site.yml", "-vv")
+    assert result.returncode == 0, result.stdout[-3000:]
+    output = result.stdout + result.stderr
+    assert "task path:" in output
+    for name, value in _deployed_secrets(host).items():
+        assert value not in output, f"{name} appears in the -vv output"
 
 
 def test_base_puts_back_a_drifted_time_zone_and_time_sync(host):
