@@ -28,13 +28,12 @@ def test_token_obtain_returns_access_and_refresh(site, api_user):
 
 def test_the_inventorys_first_user_can_log_in(site):
     # app_users in inventory/demo: the demo user, its password generated
-    # into the inventory's .secrets/ on the first run (DEMO_* override both).
-    username = os.environ.get("DEMO_USERNAME") or "demo"
-    password = os.environ.get("DEMO_PASSWORD")
-    if not password:
-        secrets = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", ".secrets")
-        with open(os.path.join(secrets, "demo_password"), encoding="utf-8") as secret:
-            password = secret.read().split()[0]
+    # into the inventory's .secrets/ on the first run.
+    secrets = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", ".secrets")
+    assert not os.path.exists(os.path.join(secrets, "demo_username"))
+    username = "demo"
+    with open(os.path.join(secrets, "demo_password"), encoding="utf-8") as secret:
+        password = secret.read().rstrip("\n")
     tokens = site.obtain_tokens(username, password)
     assert site.get("/api/me/", token=tokens["access"]).json()["username"] == username
 

@@ -22,7 +22,6 @@ http_port=8080
 state="$repo/build/demo"
 secrets="$repo/inventory/demo/.secrets"
 key="$state/id_ed25519"
-username="${DEMO_USERNAME:-demo}"
 ssh_opts=(-i "$key" -p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
           -o LogLevel=ERROR -o ConnectTimeout=3 -o BatchMode=yes)
 
@@ -80,14 +79,42 @@ single_quoted() {
   printf "'%s'" "${1//$quote/$escaped}"
 }
 
+# DEMO_USERNAME and DEMO_PASSWORD, when given, are kept beside the demo's
+# other secrets, where the inventory reads them: every later run, `make demo`
+# or a plain ansible-playbook, keeps the user they chose.
+remember_demo_user() {
+  (
+    umask 077
+    mkdir -p "$secrets"
+    if [ -n "${DEMO_USERNAME:-}" ]; then
+      printf '%s\n' "$DEMO_USERNAME" >"$secrets/demo_username"
+    fi
+    if [ -n "${DEMO_PASSWORD:-}" ]; then
+      # Ansible's password lookup strips trailing blanks and reads " salt="
+      # as its own field: such a password would not be the one set.
+      case "$DEMO_PASSWORD" in
+        *[[:space:]] | *" salt="* | *" ident="*)
+          echo "DEMO_PASSWORD may not end in a blank or contain ' salt=' or ' ident='" >&2
+          exit 2 ;;
+      esac
+      printf '%s\n' "$DEMO_PASSWORD" >"$secrets/demo_password"
+    fi
+  )
+}
+
 up() {
+  remember_demo_user
   host
   (cd "$repo" && DEMO_SSH_PORT="$ssh_port" ansible-playbook -i inventory/demo playbooks/site.yml)
 
   # The demo certificate is self-signed: fetch it so curl can verify it.
   ssh "${ssh_opts[@]}" ops@127.0.0.1 sudo cat /etc/nginx/tls/localhost.crt >"$state/localhost.crt"
 
-  local password="${DEMO_PASSWORD:-$(cat "$secrets/demo_password")}"
+  local username=demo password
+  if [ -f "$secrets/demo_username" ]; then
+    username="$(cat "$secrets/demo_username")"
+  fi
+  password="$(cat "$secrets/demo_password")"
   local login
   # JSON-encoded, then shell-quoted in the printed lines: a password may
   # hold quotes or backslashes.

@@ -242,10 +242,12 @@ def keyring_secrets(host):
 
 
 # Running the project's playbooks against the scenario's own hosts.
-def _playbook_command(playbook, *args):
+def _playbook_command(playbook, *args, unset=()):
     inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
     argv = ["ansible-playbook", "-i", inventory, os.path.join(PROJECT_DIR, "playbooks", playbook), *args]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    for name in unset:
+        env.pop(name, None)
     return argv, env
 
 
@@ -255,9 +257,10 @@ def gunicorn_main_pid(host):
     return int(host.check_output("systemctl show --property MainPID --value gunicorn.service") or 0)
 
 
-def run_playbook(playbook, *args, timeout=900):
-    """Run a playbook from playbooks/ with the scenario's inventory."""
-    argv, env = _playbook_command(playbook, *args)
+def run_playbook(playbook, *args, timeout=900, unset=()):
+    """Run a playbook from playbooks/ with the scenario's inventory, and
+    without the environment variables named in `unset`."""
+    argv, env = _playbook_command(playbook, *args, unset=unset)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_DIR)
 
 

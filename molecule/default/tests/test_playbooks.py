@@ -136,6 +136,16 @@ def test_no_secret_appears_in_verbose_output(host):
         assert value not in output, f"{name} appears in the -vv output"
 
 
+def test_a_run_without_makes_environment_changes_nothing(host):
+    """Ops also run ansible-playbook by hand, without the variables the
+    Makefile exports: the inventory alone must describe the host. (The demo
+    inventory once read EXTRA_CA_BUNDLE only from make, and such a run took
+    the proxy's CA away again.)"""
+    result = run_playbook("site.yml", unset=("EXTRA_CA_BUNDLE",))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert all(count["changed"] == 0 for count in recap_counts(result.stdout).values()), result.stdout[-3000:]
+
+
 def test_base_puts_back_a_drifted_time_zone_and_time_sync(host):
     """base reads the time zone and timesyncd's state once and runs the two
     modules only for what drifted: the check must see real drift."""
