@@ -352,6 +352,14 @@ def database_answers(host):
     return host.run("pg_isready --quiet --host /run/postgresql").rc == 0
 
 
+def booted(host):
+    """Whether a (re)started host has finished booting, failed units or not."""
+    try:
+        return host.run("systemctl is-system-running --wait").rc in (0, 1)
+    except Exception:  # noqa: BLE001 - SSH is not up yet while it boots
+        return False
+
+
 def wait_until(predicate, timeout, interval=0.2):
     """Poll `predicate` until it returns a truthy value or `timeout` passes."""
     deadline = time.monotonic() + timeout

@@ -1,11 +1,12 @@
 """What runs on the host, where it listens, and how it recovers."""
 import json
 import re
+import subprocess
 
 import pytest
 
 from fixtures import MANAGE
-from testlib import converged_with, gunicorn_main_pid, run_playbook, wait_until
+from testlib import booted, converged_with, gunicorn_main_pid, recap_counts, run_playbook, wait_until
 
 
 @pytest.mark.parametrize(
@@ -162,3 +163,26 @@ def test_nginx_serves_static_files_from_the_app_root_the_inventory_sets(host):
                           "-e", json.dumps({"app_root": "/srv/api"}))
     assert result.returncode == 0, result.stdout[-4000:]
     assert re.search(r"^\+\s*alias /srv/api/current/static/;", result.stdout, re.MULTILINE), result.stdout[-4000:]
+
+
+def test_everything_comes_back_after_a_reboot(host, site, api_user):
+    """Restarting the container reboots the server: systemd starts from
+    nothing and /run is empty. Every service comes back by itself, with no
+    unit failed; a token issued before still works (the keyring is on disk);
+    and site.yml then finds nothing to change (nothing it set up lived in
+    /run alone)."""
+    tokens = site.obtain_tokens(api_user["username"], api_user["password"])
+    marker = "/run/test-reboot-marker"
+    host.run_expect([0], f"touch {marker}")
+    subprocess.run(["podman", "restart", "--time", "30", host.backend.get_hostname()], check=True, capture_output=True)
+    assert wait_until(lambda: booted(host), timeout=120)
+    assert not host.file(marker).exists
+    state = host.run("systemctl is-system-running").stdout.strip()
+    assert state == "running", host.run("systemctl --failed --no-pager").stdout
+    assert "table inet drf_firewall" in host.check_output("nft list tables")
+    for unit in ("postgresql.service", "gunicorn.socket", "nginx.service", "drf-backup.timer"):
+        assert host.service(unit).is_running, unit
+    assert site.get("/api/me/", token=tokens["access"]).json()["username"] == api_user["username"]
+    result = run_playbook("site.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert all(count["changed"] == 0 for count in recap_counts(result.stdout).values()), result.stdout[-3000:]

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import HOSTS
-from testlib import wait_until
+from testlib import booted, wait_until
 
 THREADS = 4
 # nginx_upstream_connect_timeout plus a margin: the longest a request can
@@ -37,19 +37,12 @@ def _outage(load, stop, seconds=12):
     return running, window_start, window_end
 
 
-def _booted(host):
-    try:
-        return host.run("systemctl is-system-running --wait").rc in (0, 1)
-    except Exception:  # noqa: BLE001 - SSH is not up yet while it boots
-        return False
-
-
 @pytest.fixture
 def app2_back(hosts, site):
     """Whatever the test stopped on app2, it is running again afterwards."""
     yield
     subprocess.run(["podman", "start", HOSTS["app2"]], check=True, capture_output=True)
-    assert wait_until(lambda: _booted(hosts["app2"]), timeout=120)
+    assert wait_until(lambda: booted(hosts["app2"]), timeout=120)
     hosts["app2"].run_expect([0], "systemctl start gunicorn.socket gunicorn.service")
     assert wait_until(lambda: _both_hosts_serve(site), timeout=60)
 
