@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import secrets
 import shlex
 
 import pytest
@@ -103,17 +104,17 @@ def _deployed_secrets(host):
         for line in host.check_output("cat /etc/drf-app/app.env").splitlines()
         if "=" in line and not line.startswith("#")
     )
-    secrets = {
+    values = {
         name: env[name].strip("'")
         for name in ("DJANGO_SECRET_KEY", "DJANGO_DB_PASSWORD")
     }
-    secrets.update(keyring_secrets(host))
+    values.update(keyring_secrets(host))
     demo_password = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", ".secrets", "demo_password")
     with open(demo_password, encoding="utf-8") as secret:
-        secrets["app_users password"] = secret.read().rstrip("\n")
-    for name, value in secrets.items():
+        values["app_users password"] = secret.read().rstrip("\n")
+    for name, value in values.items():
         assert len(value) >= 16, name
-    return secrets
+    return values
 
 
 def test_no_secret_appears_in_the_ansible_output(host):
@@ -127,13 +128,22 @@ def test_no_secret_appears_in_the_ansible_output(host):
 
 def test_no_secret_appears_in_verbose_output(host):
     """Ops debug with -vv, which prints every task's result, loop items
-    included (a check of app_users once printed each user's password)."""
-    result = run_playbook("site.yml", "-vv")
-    assert result.returncode == 0, result.stdout[-3000:]
-    output = result.stdout + result.stderr
-    assert "task path:" in output
-    for name, value in _deployed_secrets(host).items():
-        assert value not in output, f"{name} appears in the -vv output"
+    included (the checks of app_users and app_extra_env once printed each
+    user's password and each extra variable's value)."""
+    extra_secret = "sk_test_" + secrets.token_hex(16)
+    runs = [
+        run_playbook("site.yml", "-vv"),
+        # A value of app_extra_env may be a secret too (a third-party API
+        # key); in check mode, so that the host keeps its environment.
+        run_playbook("site.yml", "-vv", "--check",
+                     "-e", json.dumps({"app_extra_env": {"THIRD_PARTY_API_KEY": extra_secret}})),
+    ]
+    for result in runs:
+        assert result.returncode == 0, result.stdout[-3000:]
+        output = result.stdout + result.stderr
+        assert "task path:" in output
+        for name, value in {**_deployed_secrets(host), "app_extra_env value": extra_secret}.items():
+            assert value not in output, f"{name} appears in the -vv output"
 
 
 def test_a_run_without_makes_environment_changes_nothing(host):
