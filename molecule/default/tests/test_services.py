@@ -180,6 +180,8 @@ def test_everything_comes_back_after_a_reboot(host, site, api_user):
     state = host.run("systemctl is-system-running").stdout.strip()
     assert state == "running", host.run("systemctl --failed --no-pager").stdout
     assert "table inet drf_firewall" in host.check_output("nft list tables")
+    # Debian 13 remakes /etc/default/locale at boot as a link to /etc/locale.conf.
+    assert host.check_output(". /etc/default/locale && echo $LANG") == "en_US.UTF-8"
     for unit in ("postgresql.service", "gunicorn.socket", "nginx.service", "drf-backup.timer"):
         assert host.service(unit).is_running, unit
     assert site.get("/api/me/", token=tokens["access"]).json()["username"] == api_user["username"]
