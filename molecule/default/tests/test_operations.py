@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from fixtures import MANAGE, make_api_user
 from playbook_checks import assert_refused_before_any_change
 from testlib import PROJECT_DIR, converged_with, gunicorn_main_pid, jwt_claims, recap_counts, run_playbook, wait_until
 
@@ -102,6 +103,71 @@ def test_backup_then_restore_brings_the_data_back(host, site, api_user, database
     assert site.get("/api/me/", token=fresh["access"]).status == 200
     # Stopped for the restore with the rest of the app, and back.
     assert host.check_output("systemctl is-active drf-flush-tokens.timer") == "active"
+
+
+def _new_dump(host, database):
+    """Run the backup job; the path of the dump it wrote."""
+    before = _dumps(host, database)
+    host.run_expect([0], f"systemctl start {UNIT}")
+    (dump,) = sorted(set(_dumps(host, database)) - set(before))
+    return dump
+
+
+def _restore(dump):
+    return run_playbook("restore.yml", "-e", f"backup_restore_file={dump}", "-e", "backup_restore_confirm=true")
+
+
+def test_a_restore_makes_the_database_the_dump_then_migrates_it(host, site, api_user, database):
+    """A dump taken before a deploy's migration (README, "Rollback does not
+    reverse schema changes"), restored after it: the database becomes the
+    dump, so what the migration created is gone too (a table left behind
+    would make the next migrate fail on it), and the running release's
+    migrations are applied again before the app starts."""
+    # The database as it was before the release's last migration.
+    host.run_expect([0], f"{MANAGE} migrate --noinput auth 0011")
+    try:
+        dump = _new_dump(host, database)
+    finally:
+        host.run_expect([0], f"{MANAGE} migrate --noinput")
+    # And a table of a later release's migration, made as the app's role.
+    host.run_expect([0], f"{MANAGE} shell -c "
+                         + shlex.quote("from django.db import connection; "
+                                       "connection.cursor().execute('CREATE TABLE later_release_table (id int)')"))
+    assert _sql(host, database, "SELECT to_regclass('later_release_table')") == "later_release_table"
+
+    result = _restore(dump)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert _sql(host, database, "SELECT to_regclass('later_release_table')") == ""
+    assert "[ ]" not in host.check_output(f"{MANAGE} showmigrations auth")
+    assert site.serves_me(api_user["username"], api_user["password"])
+    # Nothing the roles set up on the database went with the old objects.
+    rerun = run_playbook("site.yml")
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    assert all(count["changed"] == 0 for count in recap_counts(rerun.stdout).values()), rerun.stdout[-4000:]
+
+
+def test_a_restore_that_fails_part_way_changes_nothing_and_the_app_comes_back(host, site, api_user, database):
+    dump = _new_dump(host, database)
+    broken = f"{BACKUP_DIR}/broken-data.dump"
+    # Garbage in the last table's compressed data: the table of contents
+    # still reads, so the restore starts, and pg_restore fails part way.
+    host.run_expect([0], f"cp {dump} {broken} && printf GARBAGEGARBAGEGARBAGE"
+                         f" | dd of={broken} bs=1 seek=$(( $(stat -c %s {broken}) - 800 )) conv=notrunc status=none")
+    try:
+        host.run_expect([0], f"pg_restore --list {broken}")
+        assert host.run(f"pg_restore --file=/dev/null {broken}").rc != 0, "the broken dump must fail part way"
+        made_after = make_api_user(host)
+
+        result = _restore(os.path.basename(broken))
+        output = " ".join((result.stdout + result.stderr).split())
+        assert result.returncode != 0
+        assert "failed and was rolled back" in output and "pg_restore: error:" in output, output[-3000:]
+    finally:
+        host.run(f"rm -f {broken}")
+    # Everything made after the dump is still there, and the app serves it.
+    assert host.check_output("systemctl is-active gunicorn.socket drf-flush-tokens.timer").split() == ["active"] * 2
+    assert site.serves_me(made_after["username"], made_after["password"])
+    assert site.serves_me(api_user["username"], api_user["password"])
 
 
 def test_restore_refuses_to_run_without_confirmation(host, database):
