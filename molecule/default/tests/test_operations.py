@@ -147,23 +147,26 @@ def test_a_restore_makes_the_database_the_dump_then_migrates_it(host, site, api_
 
 
 def test_a_restore_that_fails_part_way_changes_nothing_and_the_app_comes_back(host, site, api_user, database):
-    dump = _new_dump(host, database)
-    broken = f"{BACKUP_DIR}/broken-data.dump"
-    # Garbage in the last table's compressed data: the table of contents
-    # still reads, so the restore starts, and pg_restore fails part way.
-    host.run_expect([0], f"cp {dump} {broken} && printf GARBAGEGARBAGEGARBAGE"
-                         f" | dd of={broken} bs=1 seek=$(( $(stat -c %s {broken}) - 800 )) conv=notrunc status=none")
+    """A dump whose script fails part way, after the old objects were
+    dropped and some of the dump's restored: it gives a table to a role this
+    server lacks, as a dump from another server may. (A damaged dump fails
+    the same way, in pg_restore instead of psql; where the damage lands
+    differs between PostgreSQL 15 and 17 dumps, so it is no test.)"""
+    ghost = "restore_test_ghost"
+    _sql(host, database, f"CREATE ROLE {ghost}; CREATE TABLE ghost_table (id int);"
+                         f" ALTER TABLE ghost_table OWNER TO {ghost}")
     try:
-        host.run_expect([0], f"pg_restore --list {broken}")
-        assert host.run(f"pg_restore --file=/dev/null {broken}").rc != 0, "the broken dump must fail part way"
+        dump = _new_dump(host, database)
+    finally:
+        _sql(host, database, f"DROP TABLE ghost_table; DROP ROLE {ghost}")
+    try:
         made_after = make_api_user(host)
-
-        result = _restore(os.path.basename(broken))
+        result = _restore(os.path.basename(dump))
         output = " ".join((result.stdout + result.stderr).split())
         assert result.returncode != 0
-        assert "failed and was rolled back" in output and "pg_restore: error:" in output, output[-3000:]
+        assert "failed and was rolled back" in output and f"{ghost}" in output, output[-3000:]
     finally:
-        host.run(f"rm -f {broken}")
+        host.run(f"rm -f {dump}")
     # Everything made after the dump is still there, and the app serves it.
     assert host.check_output("systemctl is-active gunicorn.socket drf-flush-tokens.timer").split() == ["active"] * 2
     assert site.serves_me(made_after["username"], made_after["password"])
