@@ -28,6 +28,18 @@ def _dumps(host, database):
     return sorted(out.split())
 
 
+def _new_dump(host, database):
+    """Run the backup job; the path of the dump it wrote."""
+    before = _dumps(host, database)
+    host.run_expect([0], f"systemctl start {UNIT}")
+    (dump,) = sorted(set(_dumps(host, database)) - set(before))
+    return dump
+
+
+def _restore(dump):
+    return run_playbook("restore.yml", "-e", f"backup_restore_file={dump}", "-e", "backup_restore_confirm=true")
+
+
 def _checksums(host):
     return host.check_output(f"cd {BACKUP_DIR} && sha256sum -- * 2>/dev/null || true")
 
@@ -82,9 +94,7 @@ def test_backup_then_restore_brings_the_data_back(host, site, api_user, database
     jti = jwt_claims(tokens["refresh"])["jti"]
     assert _blacklisted(host, database, jti) == 1
 
-    before = _dumps(host, database)
-    host.run_expect([0], f"systemctl start {UNIT}")
-    (dump,) = sorted(set(_dumps(host, database)) - set(before))
+    dump = _new_dump(host, database)
     dump_file = host.file(dump)
     assert dump_file.user == "root" and dump_file.mode == 0o600 and dump_file.size > 0
 
@@ -92,9 +102,7 @@ def test_backup_then_restore_brings_the_data_back(host, site, api_user, database
     assert _blacklisted(host, database, jti) == 0
 
     # Named as `ls` in the backup directory shows it.
-    result = run_playbook(
-        "restore.yml", "-e", f"backup_restore_file={os.path.basename(dump)}", "-e", "backup_restore_confirm=true"
-    )
+    result = _restore(os.path.basename(dump))
     assert result.returncode == 0, result.stdout[-4000:]
     assert _blacklisted(host, database, jti) == 1
     # The API agrees: the token is refused again, and logins work.
@@ -103,18 +111,6 @@ def test_backup_then_restore_brings_the_data_back(host, site, api_user, database
     assert site.get("/api/me/", token=fresh["access"]).status == 200
     # Stopped for the restore with the rest of the app, and back.
     assert host.check_output("systemctl is-active drf-flush-tokens.timer") == "active"
-
-
-def _new_dump(host, database):
-    """Run the backup job; the path of the dump it wrote."""
-    before = _dumps(host, database)
-    host.run_expect([0], f"systemctl start {UNIT}")
-    (dump,) = sorted(set(_dumps(host, database)) - set(before))
-    return dump
-
-
-def _restore(dump):
-    return run_playbook("restore.yml", "-e", f"backup_restore_file={dump}", "-e", "backup_restore_confirm=true")
 
 
 def test_a_restore_makes_the_database_the_dump_then_migrates_it(host, site, api_user, database):
@@ -316,9 +312,7 @@ def test_copy_command_runs_in_the_sandbox_with_its_credentials(host, database):
     try:
         result = run_playbook("site.yml", "-e", json.dumps(copy))
         assert result.returncode == 0, result.stdout[-4000:]
-        before = _dumps(host, database)
-        host.run_expect([0], f"systemctl start {UNIT}")
-        (dump,) = sorted(set(_dumps(host, database)) - set(before))
+        dump = _new_dump(host, database)
         copied = host.file(f"{offsite}/{os.path.basename(dump)}")
         assert copied.exists and copied.size == host.file(dump).size
         assert host.file(f"{offsite}/token-seen").content_string == host.file("/root/.offsite-token").content_string
@@ -421,9 +415,7 @@ def test_the_app_and_the_backups_follow_postgresql_to_another_port(host, site, a
                                  " -c 'SHOW idle_in_transaction_session_timeout'") == "30s"
         assert site.serves_me(api_user["username"], api_user["password"])
 
-        before = _dumps(host, database)
-        host.run_expect([0], f"systemctl start {UNIT}")
-        (dump,) = sorted(set(_dumps(host, database)) - set(before))
+        dump = _new_dump(host, database)
         result = run_playbook("restore.yml", "-e", json.dumps(
             {**moved, "backup_restore_file": os.path.basename(dump), "backup_restore_confirm": True}))
         assert result.returncode == 0, result.stdout[-4000:]
