@@ -19,11 +19,13 @@ PROJECT_NAME ?= demoapi
 DISTROS ?= bookworm trixie
 # What `make test` runs, as scenario:release, in two chains that run side by
 # side (molecule/_shared/run-scenarios.sh). `default` proves the stack on
-# both releases; the others each add one concern on one release, which keeps
+# both releases (its tests that cannot depend on the release run with the
+# first only); the others each add one concern on one release, which keeps
 # the suite well inside CI's time; multihost mixes both releases in one
-# fleet (its molecule.yml names them).
-TEST_CHAIN_1 ?= default:bookworm releases:bookworm acme:trixie
-TEST_CHAIN_2 ?= multihost:bookworm default:trixie
+# fleet (its molecule.yml names them). The two `default` runs, the longest,
+# start first, one in each chain.
+TEST_CHAIN_1 ?= default:bookworm releases:bookworm
+TEST_CHAIN_2 ?= default:trixie multihost:bookworm acme:trixie
 FLEET_SCENARIOS := multihost
 SCENARIO ?= default
 MOLECULE_DISTRO ?= bookworm

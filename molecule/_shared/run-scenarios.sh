@@ -2,10 +2,10 @@
 # Run Molecule scenarios in chains side by side: the scenarios of one chain
 # run one after another, the chains at the same time. A scenario spends most
 # of its time waiting on apt, pip and SSH inside its containers, so two
-# chains keep this machine's two cores busy and halve the wall time. Two
-# runs of one scenario never overlap (they would share Molecule's state,
-# its inventory included): each holds a lock named after its scenario, so a
-# chain that reaches a scenario still running in another chain waits.
+# chains keep this machine's two cores busy and halve the wall time. Each
+# run keeps Molecule's state (its inventory, SSH key and Ansible log) in a
+# directory of its own, build/molecule/<scenario>-<release>, so that one
+# scenario can run on two releases at once; their hosts' names differ too.
 #
 # Usage: run-scenarios.sh "default:bookworm releases:bookworm" "multihost:bookworm"
 #
@@ -18,6 +18,7 @@ set -uo pipefail
 logs="${TEST_LOG_DIR:-build/test-logs}"
 rm -rf "$logs"
 mkdir -p "$logs"
+state="$PWD/build/molecule"
 
 run_chain() {
   local run scenario release log started rc
@@ -27,7 +28,8 @@ run_chain() {
     log="$logs/$scenario-$release.log"
     started=$(date +%s)
     echo "=== $scenario on $release: started ==="
-    MOLECULE_DISTRO="$release" flock "$logs/$scenario.lock" molecule test -s "$scenario" 2>&1 \
+    MOLECULE_DISTRO="$release" MOLECULE_EPHEMERAL_DIRECTORY="$state/$scenario-$release" \
+      flock "$logs/$scenario-$release.lock" molecule test -s "$scenario" 2>&1 \
       | tee "$log" | sed -u "s/^/[$scenario $release] /"
     rc=${PIPESTATUS[0]}
     echo "$scenario $release $rc $(( $(date +%s) - started ))" >>"$logs/results"
