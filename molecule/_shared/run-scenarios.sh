@@ -28,6 +28,7 @@ run_chain() {
     log="$logs/$scenario-$release.log"
     started=$(date +%s)
     echo "=== $scenario on $release: started ==="
+    # The lock only matters for a run listed in two chains: the second waits.
     MOLECULE_DISTRO="$release" MOLECULE_EPHEMERAL_DIRECTORY="$state/$scenario-$release" \
       flock "$logs/$scenario-$release.lock" molecule test -s "$scenario" 2>&1 \
       | tee "$log" | sed -u "s/^/[$scenario $release] /"
