@@ -37,6 +37,17 @@ def _deploy(source, *extra):
     return run_playbook("deploy.yml", "-e", f"app_source_dir={source}", *extra)
 
 
+def _venv_of(host, release):
+    """The shared virtualenv a release's venv link points at."""
+    return host.check_output(f"readlink {RELEASES}/{release}/venv")
+
+
+def _change_requirements(project):
+    # Another line, the same pins: a different requirements file to key on.
+    with open(os.path.join(project, "requirements", "base.txt"), "a") as requirements:
+        requirements.write("# this release's requirements differ from the others'\n")
+
+
 def _current_release(host):
     return os.path.basename(host.check_output("readlink /srv/app/current"))
 
@@ -79,6 +90,8 @@ def test_deploy_switches_releases_without_a_failed_request(host, site, load, his
     assert running.failures() == [], running.summary()
     assert running.releases() == [history["A"], history["B"]]
     assert _served_release(site) == history["B"]
+    # Only the code changed: B uses the virtualenv A was built with.
+    assert _venv_of(host, history["B"]) == _venv_of(host, history["A"])
 
 
 def test_failed_migration_switches_nothing_and_keeps_serving(host, site, load, history):
@@ -191,10 +204,15 @@ def test_release_from_a_git_repository(host, site, history):
 
 
 def test_only_the_newest_releases_are_kept(host, history):
+    """Pruning keeps the newest releases and the virtualenvs they use: E's
+    requirements differ, so E has a virtualenv of its own; one that no
+    release uses (as an interrupted build leaves) goes."""
     keep = 3
     assert len(host.check_output(f"ls -1 {RELEASES}").split()) > keep
-    for name in ("E", "F"):
-        result = _deploy(project_variant(name), "-e", f"app_keep_releases={keep}")
+    unused = "/srv/app/venvs/0123456789abcdef"
+    host.run_expect([0], f"mkdir {unused}")
+    for name, change in (("E", _change_requirements), ("F", None)):
+        result = _deploy(project_variant(name, change), "-e", f"app_keep_releases={keep}")
         assert result.returncode == 0, result.stdout[-4000:]
         history[name] = _current_release(host)
     releases = host.check_output(f"ls -1 {RELEASES}").split()
@@ -202,6 +220,11 @@ def test_only_the_newest_releases_are_kept(host, history):
     # The newest three by switch time: F (current), E (previous), G.
     assert sorted(releases) == sorted([history["F"], history["E"], history["G"]])
     assert os.path.basename(host.check_output("readlink /srv/app/previous")) == history["E"]
+
+    assert _venv_of(host, history["E"]) != _venv_of(host, history["F"]) == _venv_of(host, history["G"])
+    venvs = host.check_output("ls -1 /srv/app/venvs").split()
+    assert sorted(f"/srv/app/venvs/{venv}" for venv in venvs) == sorted(
+        {_venv_of(host, release) for release in releases})
 
 
 def test_rollback_to_a_named_release_and_refusal_of_an_unknown_one(host, site, load, history):
