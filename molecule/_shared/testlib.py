@@ -5,6 +5,7 @@ Requests go from the test machine to the ports the containers publish on
 the one read from the host, and sends the site's name in SNI and Host.
 """
 import base64
+import functools
 import glob
 import hashlib
 import hmac
@@ -285,10 +286,17 @@ def start_playbook(playbook, *args):
                             env=env, cwd=PROJECT_DIR)
 
 
+@functools.lru_cache(maxsize=None)
+def _scratch():
+    """Where this test run's copies of the project go; Python removes it
+    when the run ends."""
+    return tempfile.TemporaryDirectory(prefix="drf-test-releases-")
+
+
 def project_variant(name, change=None):
     """A copy of the rendered project (build/app) that differs from it by a
     VARIANT file and by what `change(path)` does, so that it is a new release."""
-    target = os.path.join(tempfile.mkdtemp(prefix="drf-release-"), name)
+    target = os.path.join(tempfile.mkdtemp(dir=_scratch().name), name)
     shutil.copytree(os.path.join(PROJECT_DIR, "build", "app"), target,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     with open(os.path.join(target, "VARIANT"), "w") as marker:

@@ -400,17 +400,23 @@ def test_status_playbook_reports_every_host_in_check_mode():
         assert expected in output, expected
 
 
-def test_the_app_and_the_backups_follow_postgresql_to_another_port(host, site, api_user, database):
-    """postgresql_port also names the server's Unix socket, and the inventory
-    hands it to the app and the backup. One run moves the server to 5433 and
-    changes a session limit (a restart and a reload: the restart must come
-    first), and the API, a backup and a restore work there; the next plain
-    run moves everything back."""
-    moved = {"postgresql_port": 5433, "postgresql_idle_in_transaction_timeout": 30}
+def test_consumers_follow_the_database_port_and_the_app_socket(host, site, api_user, database):
+    """The inventory hands settings from role to role (topology.yml):
+    postgresql_port, which also names the server's Unix socket, to the app
+    and the backup; app_gunicorn_socket to nginx. One run moves the server
+    to 5433, changes a session limit (a restart and a reload: the restart
+    must come first) and moves Gunicorn's socket; the API (through nginx), a
+    backup and a restore work there; the next plain run moves everything
+    back. One test, so that the host is reconfigured twice, not four times."""
+    socket, moved_socket = "/run/gunicorn/gunicorn.sock", "/run/gunicorn-api/api.sock"
+    moved = {"postgresql_port": 5433, "postgresql_idle_in_transaction_timeout": 30,
+             "app_gunicorn_socket": moved_socket}
 
     with converged_with(moved):
         assert host.socket("tcp://127.0.0.1:5433").is_listening
         assert not host.socket("tcp://127.0.0.1:5432").is_listening
+        assert host.socket(f"unix://{moved_socket}").is_listening
+        assert not host.socket(f"unix://{socket}").is_listening
         assert host.check_output("runuser -u postgres -- psql --no-psqlrc -p 5433 -At"
                                  " -c 'SHOW idle_in_transaction_session_timeout'") == "30s"
         assert site.serves_me(api_user["username"], api_user["password"])
@@ -421,4 +427,5 @@ def test_the_app_and_the_backups_follow_postgresql_to_another_port(host, site, a
         assert result.returncode == 0, result.stdout[-4000:]
         assert site.serves_me(api_user["username"], api_user["password"])
     assert host.socket("tcp://127.0.0.1:5432").is_listening
+    assert host.socket(f"unix://{socket}").is_listening
     assert site.serves_me(api_user["username"], api_user["password"])

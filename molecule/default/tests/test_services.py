@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from fixtures import MANAGE
-from testlib import booted, converged_with, gunicorn_main_pid, recap_counts, run_playbook, wait_until
+from testlib import booted, gunicorn_main_pid, recap_counts, run_playbook, wait_until
 
 
 @pytest.mark.parametrize(
@@ -141,19 +141,6 @@ def test_a_rerun_starts_a_database_that_went_down(host, site, api_user):
         assert site.serves_me(api_user["username"], api_user["password"])
     finally:
         host.run(f"systemctl start {cluster}")
-
-
-def test_nginx_follows_the_app_to_another_socket(host, site, api_user):
-    """The inventory hands app_gunicorn_socket to nginx (topology.yml): a run
-    that moves Gunicorn's socket keeps the API answering through nginx."""
-    moved = "/run/gunicorn-api/api.sock"
-
-    with converged_with({"app_gunicorn_socket": moved}):
-        assert host.socket(f"unix://{moved}").is_listening
-        assert not host.socket("unix:///run/gunicorn/gunicorn.sock").is_listening
-        assert site.serves_me(api_user["username"], api_user["password"])
-    assert host.socket("unix:///run/gunicorn/gunicorn.sock").is_listening
-    assert site.serves_me(api_user["username"], api_user["password"])
 
 
 def test_nginx_serves_static_files_from_the_app_root_the_inventory_sets(host):
