@@ -2,18 +2,21 @@
 
 The tests run in file order and build on each other, like the releases of a
 real project: A (converged), then B, a broken C and D, back to A, a release
-from git, enough more to be pruned, back to a release by name, and a
-migration without the pre-migration dump. Every deploy runs under a bounded
-load of token requests and authenticated GET /api/me/ calls over HTTPS.
+from git, enough more to be pruned, back to a release by name, a migration
+without the pre-migration dump, one kept waiting for a lock, and a deploy
+stopped while it installs requirements. The deploys that switch or fail run
+under a bounded load of token requests and authenticated GET /api/me/ calls
+over HTTPS.
 """
 import os
+import re
 import subprocess
 import time
 
 import pytest
 
 from testlib import (PROJECT_DIR, Load, add_migration, gunicorn_main_pid, project_variant, recap_counts,
-                     run_playbook, table_locked)
+                     run_playbook, start_playbook, table_locked, wait_until)
 
 RENDERED = os.path.join(PROJECT_DIR, "build", "app")
 RELEASES = "/srv/app/releases"
@@ -42,10 +45,13 @@ def _venv_of(host, release):
     return host.check_output(f"readlink {RELEASES}/{release}/venv")
 
 
-def _change_requirements(project):
-    # Another line, the same pins: a different requirements file to key on.
-    with open(os.path.join(project, "requirements", "base.txt"), "a") as requirements:
-        requirements.write("# this release's requirements differ from the others'\n")
+def _requirements_marked(mark):
+    """A change that adds a comment line to the requirements: the same pins,
+    a different file, so a virtualenv of its own."""
+    def change(project):
+        with open(os.path.join(project, "requirements", "base.txt"), "a") as requirements:
+            requirements.write(f"# {mark}\n")
+    return change
 
 
 def _current_release(host):
@@ -211,7 +217,7 @@ def test_only_the_newest_releases_are_kept(host, history):
     assert len(host.check_output(f"ls -1 {RELEASES}").split()) > keep
     unused = "/srv/app/venvs/0123456789abcdef"
     host.run_expect([0], f"mkdir {unused}")
-    for name, change in (("E", _change_requirements), ("F", None)):
+    for name, change in (("E", _requirements_marked("release E")), ("F", None)):
         result = _deploy(project_variant(name, change), "-e", f"app_keep_releases={keep}")
         assert result.returncode == 0, result.stdout[-4000:]
         history[name] = _current_release(host)
@@ -295,3 +301,35 @@ def test_a_migration_kept_waiting_for_a_lock_gives_up_and_the_api_keeps_serving(
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert "[X] 0001_release_note" in host.check_output("/usr/local/sbin/app-manage showmigrations accounts")
     assert _served_release(site) == _current_release(host) != history["M"]
+
+
+UNFINISHED_VENVS = "find /srv/app/venvs -mindepth 1 -maxdepth 1 -type d ! -exec test -e {}/.complete ';' -print"
+
+
+def test_a_deploy_stopped_while_installing_requirements_is_redone_by_the_next(host, site):
+    """A deploy stopped while pip installs leaves a virtualenv without its
+    marker; the next deploy throws it away, builds it again and switches."""
+    source = project_variant("I", _requirements_marked("release I"))
+    deploy = start_playbook("deploy.yml", "-e", f"app_source_dir={source}")
+    try:
+        for line in deploy.stdout:
+            if line.startswith("TASK [app : Install the pinned, hashed Python requirements]"):
+                break
+        else:
+            raise AssertionError("the deploy ended before installing requirements")
+    finally:
+        deploy.terminate()
+        deploy.communicate(timeout=120)
+    # The controller is gone; pip on the host may still be finishing.
+    assert wait_until(lambda: host.run("pgrep -f '^/srv/app/venvs/.*/pip'").rc == 1, timeout=120)
+    (unfinished,) = host.check_output(UNFINISHED_VENVS).split()
+
+    result = _deploy(source)
+    assert result.returncode == 0, result.stdout[-4000:]
+    cleanup = result.stdout.split("TASK [app : Remove what an interrupted virtualenv build left]", 1)[1]
+    cleanup = cleanup.split("TASK [", 1)[0]
+    assert re.search(r"^changed: \[", cleanup, re.MULTILINE), cleanup
+    release = _current_release(host)
+    assert _served_release(site) == release
+    assert _venv_of(host, release) == unfinished
+    assert host.check_output(UNFINISHED_VENVS) == ""
