@@ -393,6 +393,18 @@ def deploys():
 
 def changes_under_load(user, release_dir):
     print("changes under load", flush=True)
+    # The demo's own certificate goes back at the end: the curl lines
+    # `make demo` printed trust it (build/demo/localhost.crt).
+    remote(f"mkdir -p {BENCH_CA} && chmod 0700 {BENCH_CA} && "
+           f"cp -p /etc/nginx/tls/localhost.key {BENCH_CA}/demo.key && "
+           f"cp -p /etc/nginx/tls/localhost.crt {BENCH_CA}/demo.crt")
+    try:
+        return _changes_under_load(user, release_dir)
+    finally:
+        restore_certificate()
+
+
+def _changes_under_load(user, release_dir):
     # A CA-signed certificate first, so that the client still trusts the
     # site after the renewal row replaces it.
     install_certificate()
@@ -447,6 +459,17 @@ def install_certificate():
         "cp leaf.key /etc/nginx/tls/.renewed.key && mv -f /etc/nginx/tls/.renewed.key /etc/nginx/tls/localhost.key && "
         "cat leaf.crt > /etc/nginx/tls/.renewed.crt && chmod 0644 /etc/nginx/tls/.renewed.crt && "
         "mv -f /etc/nginx/tls/.renewed.crt /etc/nginx/tls/localhost.crt && systemctl reload nginx"
+    )
+
+
+def restore_certificate():
+    """Put back the demo's own key and certificate (saved by
+    changes_under_load), by renames, and reload nginx."""
+    remote(
+        f"cp -p {BENCH_CA}/demo.key /etc/nginx/tls/.restored.key && "
+        "mv -f /etc/nginx/tls/.restored.key /etc/nginx/tls/localhost.key && "
+        f"cp -p {BENCH_CA}/demo.crt /etc/nginx/tls/.restored.crt && "
+        "mv -f /etc/nginx/tls/.restored.crt /etc/nginx/tls/localhost.crt && systemctl reload nginx"
     )
 
 
