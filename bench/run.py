@@ -455,21 +455,24 @@ def install_certificate():
         "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost "
         "-keyout leaf.key -out leaf.csr 2>/dev/null && "
         "openssl x509 -req -in leaf.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 90 "
-        "-extfile leaf.ext -out leaf.crt 2>/dev/null && "
-        "cp leaf.key /etc/nginx/tls/.renewed.key && mv -f /etc/nginx/tls/.renewed.key /etc/nginx/tls/localhost.key && "
-        "cat leaf.crt > /etc/nginx/tls/.renewed.crt && chmod 0644 /etc/nginx/tls/.renewed.crt && "
-        "mv -f /etc/nginx/tls/.renewed.crt /etc/nginx/tls/localhost.crt && systemctl reload nginx"
+        "-extfile leaf.ext -out leaf.crt 2>/dev/null"
     )
+    swap_certificate(f"{BENCH_CA}/leaf.key", f"{BENCH_CA}/leaf.crt")
 
 
 def restore_certificate():
     """Put back the demo's own key and certificate (saved by
-    changes_under_load), by renames, and reload nginx."""
+    changes_under_load)."""
+    swap_certificate(f"{BENCH_CA}/demo.key", f"{BENCH_CA}/demo.crt")
+
+
+def swap_certificate(key, crt):
+    """Make `key` and `crt` localhost's, each by a rename (nginx never reads
+    a half-written file), then reload nginx. The key stays private to root."""
     remote(
-        f"cp -p {BENCH_CA}/demo.key /etc/nginx/tls/.restored.key && "
-        "mv -f /etc/nginx/tls/.restored.key /etc/nginx/tls/localhost.key && "
-        f"cp -p {BENCH_CA}/demo.crt /etc/nginx/tls/.restored.crt && "
-        "mv -f /etc/nginx/tls/.restored.crt /etc/nginx/tls/localhost.crt && systemctl reload nginx"
+        f"cp -p {key} /etc/nginx/tls/.swap.key && mv -f /etc/nginx/tls/.swap.key /etc/nginx/tls/localhost.key && "
+        f"cp -p {crt} /etc/nginx/tls/.swap.crt && chmod 0644 /etc/nginx/tls/.swap.crt && "
+        "mv -f /etc/nginx/tls/.swap.crt /etc/nginx/tls/localhost.crt && systemctl reload nginx"
     )
 
 
