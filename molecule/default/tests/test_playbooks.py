@@ -93,6 +93,16 @@ def test_a_refusal_names_each_wrong_variable_and_no_other():
         assert not any(right in line for line in refusals), refusals
 
 
+@release_independent
+def test_a_bad_database_port_is_named_as_set_and_not_as_what_derives_from_it():
+    """The inventories set app_db_port (and backup_port) to postgresql_port:
+    the refusal names the variable the user set, and only that one."""
+    result = run_playbook("site.yml", "-e", "postgresql_port=70000")
+    assert_refused_before_any_change(result, "postgresql_port", "TCP port (1 to 65535)")
+    refusals = re.findall(r"Action failed: (.*)", result.stdout + result.stderr)
+    assert refusals and all(line.startswith("postgresql_port must") for line in refusals), refusals
+
+
 def test_check_mode_on_a_host_never_set_up_is_refused_plainly(host):
     """Without python3-apt (what a fresh Debian lacks until base's first run)
     check mode would fail at the first package with apt's own error; it is
