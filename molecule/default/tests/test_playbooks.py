@@ -93,14 +93,24 @@ def test_a_refusal_names_each_wrong_variable_and_no_other():
         assert not any(right in line for line in refusals), refusals
 
 
+@pytest.mark.parametrize(
+    "variable, value, reason, derived",
+    [
+        ("postgresql_port", "70000", "TCP port (1 to 65535)", "app_db_port"),
+        ("postgresql_app_database", "Bad-Name", "lower-case SQL identifier", "app_db_name"),
+        ("app_user", "Django User", "POSIX user name", "base_app_user"),
+    ],
+)
 @release_independent
-def test_a_bad_database_port_is_named_as_set_and_not_as_what_derives_from_it():
-    """The inventories set app_db_port (and backup_port) to postgresql_port:
-    the refusal names the variable the user set, and only that one."""
-    result = run_playbook("site.yml", "-e", "postgresql_port=70000")
-    assert_refused_before_any_change(result, "postgresql_port", "TCP port (1 to 65535)")
+def test_a_bad_value_is_named_as_set_and_not_as_what_derives_from_it(variable, value, reason, derived):
+    """The inventories derive some variables from others (app_db_port and
+    backup_port from postgresql_port, base_app_user from app_user): the
+    refusal names the variable the user set, and only that one."""
+    result = run_playbook("site.yml", "-e", json.dumps({variable: value}))
+    assert_refused_before_any_change(result, variable, reason)
     refusals = re.findall(r"Action failed: (.*)", result.stdout + result.stderr)
-    assert refusals and all(line.startswith("postgresql_port must") for line in refusals), refusals
+    assert refusals and all(line.startswith(f"{variable} must") for line in refusals), refusals
+    assert derived not in " ".join(refusals)
 
 
 def test_check_mode_on_a_host_never_set_up_is_refused_plainly(host):
