@@ -11,8 +11,8 @@ from urllib.parse import urljoin
 import pytest
 
 from api_contract import *  # noqa: F401,F403
-from fixtures import MANAGE, make_api_user
-from testlib import Response, database_answers, table_locked, wait_until
+from fixtures import MANAGE, make_api_user, release_independent
+from testlib import Response, database_answers, recap_counts, run_playbook, table_locked, wait_until
 
 
 def test_while_the_database_is_down_the_api_answers_503(host, site, tokens, api_user):
@@ -95,6 +95,25 @@ def test_a_new_password_set_by_the_deploy_ends_the_old_sessions(host, site):
     assert site.get("/api/me/", token=tokens["access"]).status == 401
     assert site.post("/api/token/refresh/", {"refresh": tokens["refresh"]}).status == 401
     site.obtain_tokens(user["username"], password)
+
+
+@release_independent
+def test_a_user_set_absent_is_locked_out_at_once_and_their_row_kept(host, site):
+    """What ops do when someone leaves: app_users with state absent."""
+    user = make_api_user(host)
+    tokens = site.obtain_tokens(user["username"], user["password"])
+    absent = json.dumps({"app_users": [{"username": user["username"], "state": "absent"}]})
+    result = run_playbook("site.yml", "-e", absent)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert sum(count["changed"] for count in recap_counts(result.stdout).values()) == 1
+    # No waiting for the access token to expire, no new login.
+    assert site.get("/api/me/", token=tokens["access"]).status == 401
+    assert site.post("/api/token/refresh/", {"refresh": tokens["refresh"]}).status == 401
+    assert site.post("/api/token/", {"username": user["username"], "password": user["password"]}).status == 401
+    query = f"SELECT is_active FROM auth_user WHERE username = '{user['username']}'"
+    assert host.check_output(f"runuser -u postgres -- psql -d app -tAc {shlex.quote(query)}") == "f"
+    again = run_playbook("site.yml", "-e", absent)
+    assert again.returncode == 0 and all(count["changed"] == 0 for count in recap_counts(again.stdout).values())
 
 
 def _assert_json_error(response, status):
