@@ -113,6 +113,18 @@ def test_a_bad_value_is_named_as_set_and_not_as_what_derives_from_it(variable, v
     assert derived not in " ".join(refusals)
 
 
+def _assert_check_mode_refused_plainly(reason):
+    """site.yml --check stopped in the pre-flight play, saying why and what
+    to do, before any role ran and with nothing changed."""
+    result = run_playbook("site.yml", "--check")
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "Check mode cannot preview" in output and reason in output, output[-3000:]
+    assert "A run without --check" in output
+    assert all(count["changed"] == 0 for count in recap_counts(result.stdout).values())
+    assert "TASK [base : Install common packages]" not in output
+
+
 def test_check_mode_on_a_host_never_set_up_is_refused_plainly(host):
     """Without python3-apt (what a fresh Debian lacks until base's first run)
     check mode would fail at the first package with apt's own error; it is
@@ -120,15 +132,27 @@ def test_check_mode_on_a_host_never_set_up_is_refused_plainly(host):
     host.run_expect([0], "cd /root && apt-get download -qq python3-apt")
     host.run_expect([0], "dpkg --remove --force-depends python3-apt")
     try:
-        result = run_playbook("site.yml", "--check")
-        output = " ".join((result.stdout + result.stderr).split())
-        assert result.returncode != 0
-        assert "Check mode cannot preview" in output and "A run without --check" in output, output[-3000:]
-        assert all(count["changed"] == 0 for count in recap_counts(result.stdout).values())
-        assert "TASK [base : Install common packages]" not in output
+        _assert_check_mode_refused_plainly("lacks python3-apt")
     finally:
         host.run_expect([0], "dpkg --install /root/python3-apt_*.deb && rm /root/python3-apt_*.deb")
     assert host.package("python3-apt").is_installed
+
+
+@release_independent
+def test_check_mode_on_a_host_whose_set_up_never_finished_is_refused_plainly(host):
+    """A host whose first runs stopped part-way (say, the package index was
+    unreachable) has python3-apt but not what later tasks look at; only a
+    run of site.yml that reached its end leaves the record check mode
+    trusts, and the next full run writes it again."""
+    record = "/etc/ansible/facts.d/drf_site.fact"
+    assert host.file(record).content_string.strip() == '{"completed": true}'
+    host.run_expect([0], f"rm {record}")
+    try:
+        _assert_check_mode_refused_plainly("no run of site.yml has finished")
+    finally:
+        finished = run_playbook("site.yml")
+    assert finished.returncode == 0, finished.stdout[-3000:]
+    assert host.file(record).mode == 0o644 and host.file(record).user == "root"
 
 
 def _deployed_secrets(host):
