@@ -40,6 +40,15 @@ def _restore(dump):
     return run_playbook("restore.yml", "-e", f"backup_restore_file={dump}", "-e", "backup_restore_confirm=true")
 
 
+def _output(result):
+    return " ".join((result.stdout + result.stderr).split())
+
+
+def _changed_nothing(result):
+    counts = recap_counts(result.stdout)
+    return bool(counts) and all(count["changed"] == 0 for count in counts.values())
+
+
 def _checksums(host):
     return host.check_output(f"cd {BACKUP_DIR} && sha256sum -- * 2>/dev/null || true")
 
@@ -113,6 +122,49 @@ def test_backup_then_restore_brings_the_data_back(host, site, api_user, database
     assert host.check_output("systemctl is-active drf-flush-tokens.timer") == "active"
 
 
+def test_a_dump_kept_off_the_host_is_restored_from_the_control_machine(host, site, api_user, database, tmp_path):
+    """The dump is gone from the database host (as after losing it) and
+    only the copy backup.yml fetched is left: restore.yml uploads it into
+    backup_dir, root only, and restores it. A different file of the same
+    name is never overwritten, and nothing moves without the confirmation."""
+    tokens = site.obtain_tokens(api_user["username"], api_user["password"])
+    assert site.post("/api/token/blacklist/", {"refresh": tokens["refresh"]}).status == 200
+    jti = jwt_claims(tokens["refresh"])["jti"]
+    fetched = run_playbook("backup.yml", "-e", f"backup_fetch_dir={tmp_path}")
+    assert fetched.returncode == 0, fetched.stdout[-4000:]
+    (local,) = tmp_path.glob(f"{database}-*.dump")
+    there = f"{BACKUP_DIR}/{local.name}"
+    host.run_expect([0], f"rm -f {there}")
+    _sql(host, database, "DELETE FROM token_blacklist_blacklistedtoken")
+    try:
+        unconfirmed = run_playbook("restore.yml", "-e", f"backup_restore_upload={local}")
+        assert unconfirmed.returncode != 0 and "backup_restore_confirm" in _output(unconfirmed)
+        assert _changed_nothing(unconfirmed) and not host.file(there).exists
+
+        result = run_playbook("restore.yml", "-e", f"backup_restore_upload={local}",
+                              "-e", "backup_restore_confirm=true")
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert _blacklisted(host, database, jti) == 1
+        assert site.post("/api/token/refresh/", {"refresh": tokens["refresh"]}).status == 401
+        uploaded = host.file(there)
+        assert (uploaded.user, uploaded.mode) == ("root", 0o600)
+        digest = uploaded.sha256sum
+        assert digest == hashlib.sha256(local.read_bytes()).hexdigest()
+
+        other = tmp_path / "other" / local.name
+        other.parent.mkdir()
+        other.write_bytes(b"another file of the same name")
+        refused = run_playbook("restore.yml", "-e", f"backup_restore_upload={other}",
+                               "-e", "backup_restore_confirm=true")
+        assert refused.returncode != 0
+        assert f"backup_restore_upload: {there} already exists" in _output(refused), _output(refused)[-3000:]
+        assert _changed_nothing(refused)
+        assert host.file(there).sha256sum == digest
+        assert host.check_output("systemctl is-active gunicorn.service") == "active"
+    finally:
+        host.run(f"rm -f {there}")
+
+
 def test_a_restore_makes_the_database_the_dump_then_migrates_it(host, site, api_user, database):
     """A dump taken before a deploy's migration (README, "Rollback does not
     reverse schema changes"), restored after it: the database becomes the
@@ -139,7 +191,7 @@ def test_a_restore_makes_the_database_the_dump_then_migrates_it(host, site, api_
     # Nothing the roles set up on the database went with the old objects.
     rerun = run_playbook("site.yml")
     assert rerun.returncode == 0, rerun.stdout[-4000:]
-    assert all(count["changed"] == 0 for count in recap_counts(rerun.stdout).values()), rerun.stdout[-4000:]
+    assert _changed_nothing(rerun), rerun.stdout[-4000:]
 
 
 def test_a_restore_that_fails_part_way_changes_nothing_and_the_app_comes_back(host, site, api_user, database):
@@ -158,7 +210,7 @@ def test_a_restore_that_fails_part_way_changes_nothing_and_the_app_comes_back(ho
     try:
         made_after = make_api_user(host)
         result = _restore(os.path.basename(dump))
-        output = " ".join((result.stdout + result.stderr).split())
+        output = _output(result)
         assert result.returncode != 0
         assert "failed and was rolled back" in output and f"{ghost}" in output, output[-3000:]
     finally:
@@ -174,8 +226,7 @@ def test_restore_refuses_to_run_without_confirmation(host, database):
     result = run_playbook("restore.yml", "-e", f"backup_restore_file={dump}")
     assert result.returncode != 0
     assert "backup_restore_confirm" in result.stdout + result.stderr
-    counts = recap_counts(result.stdout)
-    assert counts and all(count["changed"] == 0 for count in counts.values())
+    assert _changed_nothing(result)
     assert host.check_output("systemctl is-active gunicorn.service") == "active"
 
 
@@ -193,11 +244,10 @@ def test_restore_refuses_a_dump_it_cannot_use_before_stopping_anything(host, nam
     finally:
         host.run(f"rm -f {path}")
     assert result.returncode != 0
-    output = " ".join((result.stdout + result.stderr).split())
+    output = _output(result)
     assert f"backup_restore_file: {path}" in output
     assert why in output
-    counts = recap_counts(result.stdout)
-    assert counts and all(count["changed"] == 0 for count in counts.values())
+    assert _changed_nothing(result)
     assert gunicorn_main_pid(host) == main_pid
 
 
@@ -388,8 +438,7 @@ def test_nginx_logs_are_rotated(host, site):
 def test_status_playbook_reports_every_host_in_check_mode():
     result = run_playbook("status.yml", "--check")
     assert result.returncode == 0, result.stdout[-4000:]
-    counts = recap_counts(result.stdout)
-    assert counts and all(count["changed"] == 0 for count in counts.values())
+    assert _changed_nothing(result)
     # The callback wraps long messages; compare with the white space folded.
     output = " ".join(result.stdout.split())
     # The backup service ran earlier in this scenario; how it ended depends
