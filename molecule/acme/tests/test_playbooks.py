@@ -17,6 +17,9 @@ from testlib import run_playbook
         ("acme_directory_url", "http://acme.example.com/directory", "https"),
         ("acme_domains", ["not a domain"], "qualified"),
         ("acme_email", "nobody", "email"),
+        # Each name goes into the root-run install script's systemctl line.
+        ("acme_reload_services", ["nginx; touch /tmp/owned"], "systemd service names"),
+        ("acme_domains", "api.example.com", "list of fully qualified domain names"),
     ],
 )
 def test_bad_acme_input_fails_before_any_change_and_names_the_variable(variable, value, reason):

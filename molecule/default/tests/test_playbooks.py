@@ -35,6 +35,8 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         ("postgresql_listen_addresses", ["127.0.0.1", "db.example.com"], "list of IP addresses"),
         ("app_trusted_proxies", ["10.0.0.256"], "list of IP addresses"),
         ("firewall_ssh_sources", ["10.0.0.1/8"], "host bits zero"),
+        # Digits and dots alone would become a certificate's IP entry.
+        ("postgresql_tls_names", ["db.example.com", "10.0.0"], "host names and IP addresses"),
         # A number given as text, as -e name=value gives it.
         ("app_db_port", "70000", "TCP port (1 to 65535)"),
         ("app_jwt_refresh_lifetime", 60, "no shorter than app_jwt_access_lifetime (300 s)"),
@@ -50,6 +52,26 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
 def test_bad_input_fails_before_any_change_and_names_the_variable(variable, value, reason):
     result = run_playbook("site.yml", "-e", json.dumps({variable: value}))
     assert_refused_before_any_change(result, variable, reason)
+
+
+@pytest.mark.parametrize(
+    "variable, value, reason",
+    [
+        # Let through once, and then written letter by letter into
+        # DJANGO_ALLOWED_HOSTS: every request answered 400.
+        ("app_allowed_hosts", "api.example.com", "non-empty list of host names"),
+        ("postgresql_listen_addresses", "127.0.0.1", "list of IP addresses"),
+        ("postgresql_tls_names", "db.example.com", "list of host names and IP addresses"),
+        ("base_packages", "htop", "list of Debian package names"),
+    ],
+)
+@release_independent
+def test_a_list_given_as_one_value_is_refused_before_any_change(variable, value, reason):
+    """`name: value` in YAML, or `-e name=value`, where a list belongs:
+    a string, whose every character would pass a per-item check."""
+    result = run_playbook("site.yml", "-e", f"{variable}={value}")
+    assert_refused_before_any_change(result, variable, reason)
+    assert f'(got "{value}")' in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
