@@ -21,6 +21,8 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         ("nginx_server_name", "", "domain name"),
         ("postgresql_app_password", "short", "at least 16 characters"),
         ("app_db_password", "short", "16 characters or more"),
+        # Unquoted digits in YAML: a number, which has no length.
+        ("app_db_password", 12345678901234567890, "quoted, if YAML would read it as a number"),
         ("nginx_tls_mode", "letsencrypt", "selfsigned"),
         ("nginx_client_max_body_size", "10 MB", "nginx's syntax"),
         ("app_gunicorn_timeout", "0", "at least 1 second"),
