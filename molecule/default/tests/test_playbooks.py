@@ -37,6 +37,8 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         ("postgresql_listen_addresses", ["127.0.0.1", "db.example.com"], "list of IP addresses"),
         ("app_trusted_proxies", ["10.0.0.256"], "list of IP addresses"),
         ("firewall_ssh_sources", ["10.0.0.1/8"], "host bits zero"),
+        # One address where a list belongs: each character became a source.
+        ("firewall_allowed", [{"name": "metrics", "port": 9100, "sources": "10.0.0.5"}], "sources (a list of"),
         # Digits and dots alone would become a certificate's IP entry.
         ("postgresql_tls_names", ["db.example.com", "10.0.0"], "host names and IP addresses"),
         # A number given as text, as -e name=value gives it.
