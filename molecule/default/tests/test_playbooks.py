@@ -45,6 +45,8 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         ("app_db_port", "70000", "TCP port (1 to 65535)"),
         ("app_jwt_refresh_lifetime", 60, "no shorter than app_jwt_access_lifetime (300 s)"),
         ("app_media_root", "media", "absolute path"),
+        # Written into nginx's configuration unquoted.
+        ("nginx_static_root", "/srv/my static", "without spaces, quotes"),
         ("app_db_host", "", "the directory of PostgreSQL's Unix socket"),
         # A second value for what the role sets would bypass its checks.
         ("app_extra_env", {"DJANGO_DB_HOST": "db.example.com"}, "set by the role; set app_db_host instead"),
