@@ -127,6 +127,7 @@ def test_a_refusal_names_each_wrong_variable_and_no_other():
         ("postgresql_port", "70000", "TCP port (1 to 65535)", "app_db_port"),
         ("postgresql_app_database", "Bad-Name", "lower-case SQL identifier", "app_db_name"),
         ("app_user", "Django User", "POSIX user name", "base_app_user"),
+        ("app_root", "/srv/my api", "absolute path without spaces", "app_media_root"),
     ],
 )
 @release_independent
