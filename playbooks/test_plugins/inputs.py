@@ -1,6 +1,8 @@
 """Jinja tests for the shape of the roles' inputs.
 
     app_allowed_hosts is list_of_strings
+    app_root is absolute_path
+    app_jwt_keyring_file is absolute_file_path
 
 A list written as one value (`app_allowed_hosts: api.example.com` in YAML,
 or `-e app_allowed_hosts=api.example.com`) arrives as a string, and Jinja
@@ -9,6 +11,9 @@ such as a host-name pattern, and `join(",")` then spells the name out
 letter by letter into the host's configuration. argument_specs' `type: list`
 does not catch it either: it splits a string on commas for its own check and
 leaves the variable a string.
+
+Paths on the hosts go unquoted into systemd units (ReadWritePaths= splits
+at spaces) and scripts, so a path with whitespace is refused too.
 
 Loaded like network.py, from beside the playbooks and through ansible.cfg.
 """
@@ -23,6 +28,20 @@ def list_of_strings(value):
     return all(isinstance(item, str) for item in value)
 
 
+def absolute_path(value):
+    """Text starting with a slash, with no whitespace in it."""
+    return isinstance(value, str) and value.startswith("/") and not any(c.isspace() for c in value)
+
+
+def absolute_file_path(value):
+    """An absolute path that can name a file: not "/", not ending in a slash."""
+    return absolute_path(value) and len(value) > 1 and not value.endswith("/")
+
+
 class TestModule:
     def tests(self):
-        return {"list_of_strings": list_of_strings}
+        return {
+            "list_of_strings": list_of_strings,
+            "absolute_path": absolute_path,
+            "absolute_file_path": absolute_file_path,
+        }
