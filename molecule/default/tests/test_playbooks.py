@@ -48,6 +48,12 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         # Written into nginx's configuration unquoted.
         ("nginx_static_root", "/srv/my static", "without spaces, quotes"),
         ("app_db_host", "", "the directory of PostgreSQL's Unix socket"),
+        # The role would make the cluster's superuser NOSUPERUSER, or take
+        # over a database PostgreSQL keeps (and fail mid-run on pg_ names).
+        ("postgresql_app_user", "postgres", "not one of PostgreSQL's own"),
+        ("postgresql_app_user", "pg_monitor", "not one of PostgreSQL's own"),
+        ("postgresql_app_database", "template1", "not one of PostgreSQL's own"),
+        ("app_db_user", "postgres", "not one of PostgreSQL's own"),
         # A second value for what the role sets would bypass its checks.
         ("app_extra_env", {"DJANGO_DB_HOST": "db.example.com"}, "set by the role; set app_db_host instead"),
         ("app_users", [{"username": "ops-a", "password": "p" * 16}, {"username": "ops-a", "password": "q" * 16}],
