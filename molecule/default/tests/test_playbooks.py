@@ -56,6 +56,8 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         ("app_db_user", "postgres", "not one of PostgreSQL's own"),
         # A second value for what the role sets would bypass its checks.
         ("app_extra_env", {"DJANGO_DB_HOST": "db.example.com"}, "set by the role; set app_db_host instead"),
+        # A list has no text form to write into the environment file.
+        ("app_extra_env", {"FEATURES": ["a", "b"]}, "value of FEATURES must be text or a number"),
         ("app_users", [{"username": "ops-a", "password": "p" * 16}, {"username": "ops-a", "password": "q" * 16}],
          "lists ops-a more than once"),
     ],
@@ -97,6 +99,15 @@ def test_names_the_host_does_not_know_are_refused_before_any_change(variable, va
     """Checked against the host's own lists, which differ between releases."""
     result = run_playbook("site.yml", "-e", json.dumps({variable: value}))
     assert_refused_before_any_change(result, variable, reason)
+
+
+@release_independent
+def test_extra_environment_given_as_one_value_is_refused_without_printing_it():
+    """`-e app_extra_env=NAME=value`: a string, which the role's loops over
+    its names failed on without naming it; the value may be a secret."""
+    result = run_playbook("site.yml", "-e", "app_extra_env=SENTRY_DSN=https://s3cret-dsn-key@sentry.example.com/1")
+    assert_refused_before_any_change(result, "app_extra_env", "mapping of variable names to values")
+    assert "s3cret-dsn-key" not in result.stdout + result.stderr
 
 
 @release_independent
