@@ -4,6 +4,8 @@
     app_root is absolute_path
     app_jwt_keyring_file is absolute_file_path
     postgresql_app_user is sql_name
+    app_user is own_account
+    app_root is own_directory
 
 A list written as one value (`app_allowed_hosts: api.example.com` in YAML,
 or `-e app_allowed_hosts=api.example.com`) arrives as a string, and Jinja
@@ -16,6 +18,14 @@ leaves the variable a string.
 Paths on the hosts go unquoted into systemd units (ReadWritePaths= splits
 at spaces) and scripts, so a path with whitespace is refused too.
 
+The app's account and the directories the roles create are made the app's
+(chown, chmod): given `root`, `www-data` or `/`, `/etc`, `/var/lib`, a run
+would rewrite that account (root's shell became nologin) or hand a system
+directory to the app or lock others out of it. Names and directories the
+system or this stack's packages already use are refused; the lists below
+are Debian's fixed accounts (base-passwd) and the directories of the
+filesystem hierarchy that hold other software's files.
+
 The app's database and role are PostgreSQL names the roles create, own and
 lock down (NOSUPERUSER, CONNECT revoked from others): one of PostgreSQL's
 own (the `postgres` superuser or database, a template database) would have
@@ -24,8 +34,38 @@ the run take the cluster's administration apart, and a reserved one
 
 Loaded like network.py, from beside the playbooks and through ansible.cfg.
 """
+import os.path
 import re
 from collections.abc import Sequence
+
+ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+SYSTEM_ACCOUNTS = frozenset({
+    # base-passwd's users and groups
+    "root", "daemon", "bin", "sys", "adm", "tty", "disk", "lp", "mail", "news",
+    "uucp", "man", "proxy", "kmem", "dialout", "fax", "voice", "cdrom",
+    "floppy", "tape", "sudo", "audio", "dip", "www-data", "backup", "operator",
+    "list", "irc", "src", "gnats", "shadow", "utmp", "video", "sasl",
+    "plugdev", "staff", "games", "users", "nogroup", "nobody", "sync",
+    # made by packages this stack installs
+    "_apt", "sshd", "messagebus", "systemd-journal", "systemd-network",
+    "systemd-resolve", "systemd-timesync", "_chrony", "postgres", "ssl-cert",
+    "crontab", "input", "kvm", "render", "netdev",
+})
+SYSTEM_DIRECTORIES = frozenset(
+    ["/"]
+    + [f"/{d}" for d in (
+        "bin boot dev etc home lib lib32 lib64 libx32 media mnt opt proc root "
+        "run sbin srv sys tmp usr var").split()]
+    + [f"/usr/{d}" for d in "bin games include lib lib64 libexec local sbin share src".split()]
+    + [f"/usr/local/{d}" for d in "bin etc games include lib man sbin share src".split()]
+    + [f"/var/{d}" for d in "backups cache lib local lock log mail opt run spool tmp www".split()]
+    + [f"/etc/{d}" for d in (
+        "apt cron.d default letsencrypt logrotate.d nginx pam.d postgresql "
+        "profile.d security ssh ssl sudoers.d systemd").split()]
+    + [f"/var/lib/{d}" for d in "apt dpkg nginx postgresql systemd".split()]
+    + [f"/var/log/{d}" for d in "journal nginx postgresql".split()]
+    + ["/run/postgresql", "/run/systemd"]
+)
 
 SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # What initdb creates, and what CREATE ROLE refuses as reserved.
@@ -53,6 +93,27 @@ def absolute_file_path(value):
     return absolute_path(value) and len(value) > 1 and not value.endswith("/")
 
 
+def account_name(value):
+    """A POSIX user or group name, as Debian's adduser accepts it."""
+    return isinstance(value, str) and ACCOUNT_NAME.fullmatch(value) is not None
+
+
+def own_account(value):
+    """An account name that is not the system's or another service's."""
+    return account_name(value) and value not in SYSTEM_ACCOUNTS
+
+
+def own_directory(value):
+    """An absolute path, written plainly (no //, . or .., no trailing
+    slash), that is not a system directory."""
+    return (
+        absolute_path(value)
+        and os.path.normpath(value) == value
+        and not value.startswith("//")
+        and value not in SYSTEM_DIRECTORIES
+    )
+
+
 def sql_name(value):
     """A lower-case SQL identifier (no quoting needed) that PostgreSQL
     neither creates itself nor reserves."""
@@ -71,4 +132,7 @@ class TestModule:
             "absolute_path": absolute_path,
             "absolute_file_path": absolute_file_path,
             "sql_name": sql_name,
+            "account_name": account_name,
+            "own_account": own_account,
+            "own_directory": own_directory,
         }

@@ -45,6 +45,16 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         ("app_db_port", "70000", "TCP port (1 to 65535)"),
         ("app_jwt_refresh_lifetime", 60, "no shorter than app_jwt_access_lifetime (300 s)"),
         ("app_media_root", "media", "absolute path"),
+        # Accounts and directories the roles make the app's: root's shell
+        # became nologin, / was chowned, a system directory went to django.
+        ("base_app_user", "root", "not a system or service account"),
+        ("app_user", "www-data", "not a system or service account"),
+        ("jwt_keys_group", "root", "not a system or service group"),
+        ("app_root", "/", "not a system one such as /, /srv"),
+        ("app_media_root", "/etc", "not a system one such as /, /srv"),
+        ("backup_dir", "/var/backups", "not a system one such as /, /var/backups"),
+        ("jwt_keys_file", "/etc/keyring.json", "not a system one such as /etc"),
+        ("app_backup_dir", "/srv/app/../../var/lib", "written plainly"),
         # Written into nginx's configuration unquoted.
         ("nginx_static_root", "/srv/my static", "without spaces, quotes"),
         ("app_db_host", "", "the directory of PostgreSQL's Unix socket"),
