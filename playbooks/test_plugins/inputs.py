@@ -6,6 +6,8 @@
     postgresql_app_user is sql_name
     app_user is own_account
     app_root is own_directory
+    backup_dir is apart_from([app_root, app_media_root])
+    app_media_root is within(app_root)
 
 A list written as one value (`app_allowed_hosts: api.example.com` in YAML,
 or `-e app_allowed_hosts=api.example.com`) arrives as a string, and Jinja
@@ -25,6 +27,12 @@ directory to the app or lock others out of it. Names and directories the
 system or this stack's packages already use are refused; the lists below
 are Debian's fixed accounts (base-passwd) and the directories of the
 filesystem hierarchy that hold other software's files.
+
+Two roles (or two parts of one) that each own a directory must not be
+given the same one, or one inside the other: each run would set its owner
+and mode back and forth, and a media directory (the app user's, writable
+by the app) set to the app root or the releases would let the app rewrite
+its own code.
 
 The app's database and role are PostgreSQL names the roles create, own and
 lock down (NOSUPERUSER, CONNECT revoked from others): one of PostgreSQL's
@@ -114,6 +122,19 @@ def own_directory(value):
     )
 
 
+def within(value, directory):
+    """Strictly inside `directory` (both written plainly)."""
+    return isinstance(value, str) and value.startswith(directory.rstrip("/") + "/")
+
+
+def apart_from(value, directories):
+    """Neither one of `directories`, nor inside one, nor holding one."""
+    return all(
+        value != other and not within(value, other) and not within(other, value)
+        for other in directories
+    )
+
+
 def sql_name(value):
     """A lower-case SQL identifier (no quoting needed) that PostgreSQL
     neither creates itself nor reserves."""
@@ -135,4 +156,6 @@ class TestModule:
             "account_name": account_name,
             "own_account": own_account,
             "own_directory": own_directory,
+            "within": within,
+            "apart_from": apart_from,
         }

@@ -55,6 +55,11 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         ("backup_dir", "/var/backups", "not a system one such as /, /var/backups"),
         ("jwt_keys_file", "/etc/keyring.json", "not a system one such as /etc"),
         ("app_backup_dir", "/srv/app/../../var/lib", "written plainly"),
+        # Two owners and modes for one directory, set back and forth; and
+        # media the app may write to inside its own releases.
+        ("app_media_root", "/srv/app/releases/uploads", "apart from its releases"),
+        ("backup_dir", "/srv/app/media", "must be apart from the app's directories"),
+        ("jwt_keys_file", "/srv/app/media/keyring.json", "in a directory apart from the app's"),
         # Written into nginx's configuration unquoted.
         ("nginx_static_root", "/srv/my static", "without spaces, quotes"),
         ("app_db_host", "", "the directory of PostgreSQL's Unix socket"),
