@@ -5,6 +5,7 @@ PostgreSQL, nftables or nginx halfway through a run.
 
     postgresql_app_networks | reject('ip_network') | list   # the bad items
     firewall_ssh_sources | reject('ip_address') | reject('ip_network') | list
+    client_address is in_networks(firewall_ssh_sources)
 
 Loaded from beside the playbooks (Ansible looks there) and through
 ansible.cfg's test_plugins for other uses of the roles.
@@ -35,6 +36,24 @@ def ip_network(value):
     return True
 
 
+def in_networks(value, sources):
+    """An address that one of `sources` (addresses or CIDR networks) holds."""
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    # An IPv4 client on a dual-stack socket may be written ::ffff:10.0.0.5.
+    candidates = {address, getattr(address, "ipv4_mapped", None) or address}
+    for source in sources:
+        try:
+            network = ipaddress.ip_network(str(source), strict=False)
+        except ValueError:
+            continue
+        if any(candidate in network for candidate in candidates):
+            return True
+    return False
+
+
 class TestModule:
     def tests(self):
-        return {"ip_address": ip_address, "ip_network": ip_network}
+        return {"ip_address": ip_address, "ip_network": ip_network, "in_networks": in_networks}

@@ -37,6 +37,10 @@ from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
         ("postgresql_listen_addresses", ["127.0.0.1", "db.example.com"], "list of IP addresses"),
         ("app_trusted_proxies", ["10.0.0.256"], "list of IP addresses"),
         ("firewall_ssh_sources", ["10.0.0.1/8"], "host bits zero"),
+        # Valid, but the next run could not connect: this one comes from
+        # podman's gateway to sshd's port 22 (TEST-NET-1 is nobody's).
+        ("firewall_ssh_sources", ["192.0.2.0/24"], "must include the address this run connects from"),
+        ("firewall_ssh_port", 2200, "must be the port this run reached sshd on (22)"),
         # One address where a list belongs: each character became a source.
         ("firewall_allowed", [{"name": "metrics", "port": 9100, "sources": "10.0.0.5"}], "sources (a list of"),
         # Digits and dots alone would become a certificate's IP entry.
