@@ -23,6 +23,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import yaml
+
 PROJECT_DIR = os.environ.get(
     "MOLECULE_PROJECT_DIRECTORY",
     os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")),
@@ -243,8 +245,20 @@ def keyring_secrets(host):
 
 
 # Running the project's playbooks against the scenario's own hosts.
-def _playbook_command(playbook, *args, unset=()):
-    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+SCENARIO_INVENTORY = "scenario inventory"
+
+
+def scenario_hosts():
+    """The scenario's hosts with the variables Ansible reaches them by, as
+    Molecule wrote them, for inventories a test writes itself."""
+    path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", "ansible_inventory.yml")
+    with open(path) as inventory:
+        return yaml.safe_load(inventory)["all"]["hosts"]
+
+
+def _playbook_command(playbook, *args, unset=(), inventory=SCENARIO_INVENTORY):
+    if inventory == SCENARIO_INVENTORY:
+        inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
     argv = ["ansible-playbook", "-i", inventory, os.path.join(PROJECT_DIR, "playbooks", playbook), *args]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     for name in unset:
@@ -258,10 +272,10 @@ def gunicorn_main_pid(host):
     return int(host.check_output("systemctl show --property MainPID --value gunicorn.service") or 0)
 
 
-def run_playbook(playbook, *args, timeout=900, unset=()):
-    """Run a playbook from playbooks/ with the scenario's inventory, and
-    without the environment variables named in `unset`."""
-    argv, env = _playbook_command(playbook, *args, unset=unset)
+def run_playbook(playbook, *args, timeout=900, unset=(), inventory=SCENARIO_INVENTORY):
+    """Run a playbook from playbooks/ with the scenario's inventory (or
+    another), and without the environment variables named in `unset`."""
+    argv, env = _playbook_command(playbook, *args, unset=unset, inventory=inventory)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_DIR)
 
 

@@ -6,13 +6,14 @@ import secrets
 import shlex
 
 import pytest
+import yaml
 
 from fixtures import release_independent
 from playbook_checks import (  # noqa: F401
     assert_refused_before_any_change,
     test_check_mode_on_converged_hosts_changes_nothing,
 )
-from testlib import keyring_secrets, recap_counts, run_playbook, wait_until
+from testlib import keyring_secrets, recap_counts, run_playbook, scenario_hosts, wait_until
 
 
 @pytest.mark.parametrize(
@@ -118,6 +119,33 @@ def test_names_the_host_does_not_know_are_refused_before_any_change(variable, va
     """Checked against the host's own lists, which differ between releases."""
     result = run_playbook("site.yml", "-e", json.dumps({variable: value}))
     assert_refused_before_any_change(result, variable, reason)
+
+
+@release_independent
+def test_an_inventory_without_a_database_group_is_refused_by_name(tmp_path):
+    """Written by hand, an inventory may miss a group; the addresses the
+    inventories derive from it failed with Jinja's "no attribute"."""
+    name, connection = next(iter(scenario_hosts().items()))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({
+        "all": {"hosts": {name: connection}},
+        "appservers": {"hosts": {name: None}},
+        "loadbalancers": {"hosts": {name: None}},
+    }))
+    result = run_playbook("site.yml", inventory=str(inventory))
+    assert_refused_before_any_change(result, "dbservers", "missing or empty: dbservers")
+
+
+@release_independent
+def test_a_second_database_host_is_refused_by_name(tmp_path):
+    """A second host in dbservers would get a database of its own that no
+    app host uses. Here it is another name for the scenario's host, added
+    by a second inventory source, as an operator's extra file would."""
+    connection = next(iter(scenario_hosts().values()))
+    extra = tmp_path / "extra.yml"
+    extra.write_text(yaml.safe_dump({"dbservers": {"hosts": {"second-database": connection}}}))
+    result = run_playbook("site.yml", "-i", str(extra))
+    assert_refused_before_any_change(result, "dbservers", "this stack runs one PostgreSQL server")
 
 
 @release_independent
