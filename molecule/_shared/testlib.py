@@ -245,9 +245,6 @@ def keyring_secrets(host):
 
 
 # Running the project's playbooks against the scenario's own hosts.
-SCENARIO_INVENTORY = "scenario inventory"
-
-
 def scenario_hosts():
     """The scenario's hosts with the variables Ansible reaches them by, as
     Molecule wrote them, for inventories a test writes itself."""
@@ -256,8 +253,8 @@ def scenario_hosts():
         return yaml.safe_load(inventory)["all"]["hosts"]
 
 
-def _playbook_command(playbook, *args, unset=(), inventory=SCENARIO_INVENTORY):
-    if inventory == SCENARIO_INVENTORY:
+def _playbook_command(playbook, *args, unset=(), inventory=None):
+    if inventory is None:
         inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
     argv = ["ansible-playbook", "-i", inventory, os.path.join(PROJECT_DIR, "playbooks", playbook), *args]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
@@ -272,7 +269,7 @@ def gunicorn_main_pid(host):
     return int(host.check_output("systemctl show --property MainPID --value gunicorn.service") or 0)
 
 
-def run_playbook(playbook, *args, timeout=900, unset=(), inventory=SCENARIO_INVENTORY):
+def run_playbook(playbook, *args, timeout=900, unset=(), inventory=None):
     """Run a playbook from playbooks/ with the scenario's inventory (or
     another), and without the environment variables named in `unset`."""
     argv, env = _playbook_command(playbook, *args, unset=unset, inventory=inventory)
