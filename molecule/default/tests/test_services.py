@@ -143,6 +143,22 @@ def test_a_rerun_starts_a_database_that_went_down(host, site, api_user):
         host.run(f"systemctl start {cluster}")
 
 
+def test_a_rerun_starts_a_gunicorn_someone_stopped(host, site, api_user):
+    """Stopped by hand with its socket (for maintenance, or to rename the
+    database, roles/postgresql/README.md): site.yml starts it on the same
+    release and its health gate passes, instead of waiting out its timeout
+    for a service nothing had started and "switching back"."""
+    host.run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
+    try:
+        result = run_playbook("site.yml")
+        assert result.returncode == 0, result.stdout[-4000:]
+        (counts,) = recap_counts(result.stdout).values()
+        assert counts["rescued"] == 0 and counts["changed"] == 1, result.stdout[-4000:]
+        assert site.serves_me(api_user["username"], api_user["password"])
+    finally:
+        host.run("systemctl start gunicorn.socket gunicorn.service")
+
+
 def test_nginx_serves_static_files_from_the_app_root_the_inventory_sets(host):
     """nginx's static root follows app_root (topology.yml): shown by what a
     check-mode run would write into nginx's configuration."""
