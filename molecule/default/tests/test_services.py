@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from fixtures import MANAGE
+from fixtures import MANAGE, release_independent
+from playbook_checks import assert_refused_before_any_change
 from testlib import booted, gunicorn_main_pid, recap_counts, run_playbook, wait_until
 
 
@@ -157,6 +158,30 @@ def test_a_rerun_starts_a_gunicorn_someone_stopped(host, site, api_user):
         assert site.serves_me(api_user["username"], api_user["password"])
     finally:
         host.run("systemctl start gunicorn.socket gunicorn.service")
+
+
+@release_independent
+def test_the_apps_account_changes_only_while_gunicorn_is_stopped(host, site, api_user):
+    """A new app_user or app_group under a running Gunicorn is refused
+    before any change (its workers would lose the keyring); stopped first,
+    as roles/app/README.md says, the run starts it as the new account."""
+    assert_refused_before_any_change(run_playbook("site.yml", "-e", "app_user=api_other"),
+                                     "app_user", 'but Gunicorn runs as "django"')
+    assert_refused_before_any_change(run_playbook("site.yml", "-e", "app_group=api_other"),
+                                     "app_group", 'but Gunicorn runs as "django"')
+    try:
+        host.run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
+        result = run_playbook("site.yml", "-e", json.dumps({"app_user": "api_other", "app_group": "api_other"}))
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert host.check_output("ps -o user= -C gunicorn | sort -u") == "api_other"
+        assert site.serves_me(api_user["username"], api_user["password"])
+    finally:
+        host.run("systemctl stop gunicorn.socket gunicorn.service")
+        result = run_playbook("site.yml")
+        host.run("userdel api_other")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert host.check_output("ps -o user= -C gunicorn | sort -u") == "django"
+    assert site.serves_me(api_user["username"], api_user["password"])
 
 
 def test_nginx_serves_static_files_from_the_app_root_the_inventory_sets(host):
