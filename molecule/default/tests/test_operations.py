@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from fixtures import MANAGE, make_api_user, release_independent
+from fixtures import MANAGE, make_api_user
 from playbook_checks import assert_refused_before_any_change
 from testlib import PROJECT_DIR, converged_with, gunicorn_main_pid, jwt_claims, recap_counts, run_playbook, wait_until
 
@@ -497,45 +497,3 @@ def test_consumers_follow_the_database_port_and_the_app_socket(host, site, api_u
     assert host.socket("tcp://127.0.0.1:5432").is_listening
     assert host.socket(f"unix://{socket}").is_listening
     assert site.serves_me(api_user["username"], api_user["password"])
-
-
-def _rename(host, kind, old, new):
-    """README's way: the API stopped, then PostgreSQL's own rename."""
-    host.run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
-    return host.run(f"runuser -u postgres -- psql --no-psqlrc -v ON_ERROR_STOP=1 -c 'ALTER {kind} {old} RENAME TO {new}'")
-
-
-@release_independent
-def test_the_apps_role_and_database_are_renamed_only_as_documented(host, site, api_user, database):
-    """A new postgresql_app_user or postgresql_app_database on a serving host
-    is refused before any change (the tables would stay with the old role,
-    or the API would start on an empty database); renamed in PostgreSQL
-    first (roles/postgresql/README.md), site.yml serves the same data under
-    the new names."""
-    role = host.ansible("debug", "var=postgresql_app_user")["postgresql_app_user"]
-    assert_refused_before_any_change(
-        run_playbook("site.yml", "-e", "postgresql_app_user=api_renamed"),
-        "postgresql_app_user", "owns its tables")
-    assert_refused_before_any_change(
-        run_playbook("site.yml", "-e", "postgresql_app_database=api_renamed"),
-        "postgresql_app_database", "leaving the data behind")
-    # Both at once: the database last used is still there.
-    renamed = json.dumps({"postgresql_app_user": "api_renamed", "postgresql_app_database": "api_renamed"})
-    assert_refused_before_any_change(
-        run_playbook("site.yml", "-e", renamed), "postgresql_app_database", "leaving the data behind")
-
-    try:
-        assert _rename(host, "ROLE", role, "api_renamed").rc == 0
-        assert _rename(host, "DATABASE", database, "api_renamed").rc == 0
-        result = run_playbook("site.yml", "-e", renamed)
-        assert result.returncode == 0, result.stdout[-4000:]
-        assert site.serves_me(api_user["username"], api_user["password"])
-        assert _changed_nothing(run_playbook("site.yml", "-e", renamed))
-    finally:
-        # Whatever was renamed goes back (a rename that did not happen fails).
-        _rename(host, "DATABASE", "api_renamed", database)
-        _rename(host, "ROLE", "api_renamed", role)
-        result = run_playbook("site.yml")
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert site.serves_me(api_user["username"], api_user["password"])
-

@@ -5,8 +5,7 @@ import subprocess
 
 import pytest
 
-from fixtures import MANAGE, release_independent
-from playbook_checks import assert_refused_before_any_change
+from fixtures import MANAGE
 from testlib import booted, gunicorn_main_pid, recap_counts, run_playbook, wait_until
 
 
@@ -142,81 +141,6 @@ def test_a_rerun_starts_a_database_that_went_down(host, site, api_user):
         assert site.serves_me(api_user["username"], api_user["password"])
     finally:
         host.run(f"systemctl start {cluster}")
-
-
-def _refused(extra_var, variable, reason):
-    assert_refused_before_any_change(run_playbook("site.yml", "-e", extra_var), variable, reason)
-
-
-def _site_with_gunicorn_stopped(host, *args, then=""):
-    """The READMEs' way to change what a running Gunicorn holds: stop it
-    with its socket (which would start it again), run `then`, run site.yml."""
-    host.run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
-    if then:
-        host.run_expect([0], then)
-    return run_playbook("site.yml", *args)
-
-
-def test_a_rerun_starts_a_gunicorn_someone_stopped(host, site, api_user):
-    """Stopped by hand with its socket (for maintenance, or to rename the
-    database, roles/postgresql/README.md): site.yml starts it on the same
-    release and its health gate passes, instead of waiting out its timeout
-    for a service nothing had started and "switching back"."""
-    try:
-        result = _site_with_gunicorn_stopped(host)
-        assert result.returncode == 0, result.stdout[-4000:]
-        (counts,) = recap_counts(result.stdout).values()
-        assert counts["rescued"] == 0 and counts["changed"] == 1, result.stdout[-4000:]
-        assert site.serves_me(api_user["username"], api_user["password"])
-    finally:
-        host.run("systemctl start gunicorn.socket gunicorn.service")
-
-
-@release_independent
-def test_the_apps_account_changes_only_while_gunicorn_is_stopped(host, site, api_user):
-    """A new app_user or app_group under a running Gunicorn is refused
-    before any change (its workers would lose the keyring); stopped first,
-    as roles/app/README.md says, the run starts it as the new account."""
-    _refused("app_user=api_other", "app_user", 'but Gunicorn runs as "django"')
-    _refused("app_group=api_other", "app_group", 'but Gunicorn runs as "django"')
-    try:
-        result = _site_with_gunicorn_stopped(
-            host, "-e", json.dumps({"app_user": "api_other", "app_group": "api_other"}))
-        assert result.returncode == 0, result.stdout[-4000:]
-        assert host.check_output("ps -o user= -C gunicorn | sort -u") == "api_other"
-        assert site.serves_me(api_user["username"], api_user["password"])
-    finally:
-        result = _site_with_gunicorn_stopped(host)
-        host.run("userdel api_other")
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert host.check_output("ps -o user= -C gunicorn | sort -u") == "django"
-    assert site.serves_me(api_user["username"], api_user["password"])
-
-
-@release_independent
-def test_a_moved_media_directory_keeps_the_uploads(host, site, api_user):
-    """A new app_media_root (or app_root, which places it) is refused while
-    the media directory in use holds files, which the app would otherwise
-    start without; moved by hand first (roles/app/README.md), the run starts
-    the app on the new directory, uploads and all."""
-    host.run_expect([0], "runuser -u django -- sh -c 'echo kept > /srv/app/media/test-upload.txt'")
-    _refused("app_media_root=/srv/app/uploads", "app_media_root", 'uploads are in "/srv/app/media"')
-    _refused("app_root=/srv/api", "app_media_root", "app_root's media directory")
-    try:
-        result = _site_with_gunicorn_stopped(
-            host, "-e", "app_media_root=/srv/app/uploads", then="mv /srv/app/media /srv/app/uploads")
-        assert result.returncode == 0, result.stdout[-4000:]
-        # Gunicorn's sandbox now lets it write there, and Django looks there.
-        assert host.check_output("systemctl show --property ReadWritePaths --value gunicorn.service") == "/srv/app/uploads"
-        assert host.check_output(
-            f"{MANAGE} shell -c 'from django.conf import settings; "
-            f"print(open(settings.MEDIA_ROOT + \"/test-upload.txt\").read())'").splitlines()[-1] == "kept"
-        assert site.serves_me(api_user["username"], api_user["password"])
-    finally:
-        result = _site_with_gunicorn_stopped(host, then="test -d /srv/app/media || mv /srv/app/uploads /srv/app/media")
-        host.run("rm -f /srv/app/media/test-upload.txt")
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert site.serves_me(api_user["username"], api_user["password"])
 
 
 def test_nginx_serves_static_files_from_the_app_root_the_inventory_sets(host):

@@ -1,0 +1,134 @@
+"""Changing names and paths on a host that serves: what the app holds (its
+database and role, its account, its uploads, its keys) either goes along
+or the run is refused before any change, and the READMEs' ways of changing
+them lose nothing: not the data, not the uploads, not a session."""
+import json
+import shlex
+
+from fixtures import MANAGE, release_independent
+from playbook_checks import assert_refused_before_any_change
+from testlib import recap_counts, run_playbook
+
+# The inventory's names (inventory/demo) and the new ones.
+OLD = {"role": "app", "database": "app", "account": "django", "media": "/srv/app/media"}
+NEW = {"role": "api_renamed", "database": "api_renamed", "account": "api_other", "media": "/srv/app/uploads"}
+MOVED_KEYRING = "/etc/drf-jwt-moved/keyring.json"
+UPLOAD = "test-upload.txt"
+
+
+def _site(extra_vars=None):
+    return run_playbook("site.yml", *(["-e", json.dumps(extra_vars)] if extra_vars else []))
+
+
+def _refused(extra_vars, variable, reason):
+    assert_refused_before_any_change(_site(extra_vars), variable, reason)
+
+
+def _site_with_gunicorn_stopped(host, *commands, extra_vars=None):
+    """The READMEs' way to change what a running Gunicorn holds: stop it
+    with its socket (a request would start it again), run `commands` as
+    root, then site.yml."""
+    host.run_expect([0], "systemctl stop gunicorn.socket gunicorn.service")
+    for command in commands:
+        host.run_expect([0], command)
+    return _site(extra_vars)
+
+
+def _rename(kind, old, new):
+    sql = f"ALTER {kind} {old} RENAME TO {new}"
+    return f"runuser -u postgres -- psql --no-psqlrc -v ON_ERROR_STOP=1 -c {shlex.quote(sql)}"
+
+
+def _gunicorn_accounts(host):
+    return host.check_output("ps -o user= -C gunicorn | sort -u")
+
+
+def test_a_rerun_starts_a_gunicorn_someone_stopped(host, site, api_user):
+    """Stopped by hand with its socket (for maintenance, or for a rename
+    below): site.yml starts it on the same release and its health gate
+    passes, instead of waiting out its timeout for a service nothing had
+    started and "switching back"."""
+    try:
+        result = _site_with_gunicorn_stopped(host)
+        assert result.returncode == 0, result.stdout[-4000:]
+        (counts,) = recap_counts(result.stdout).values()
+        assert counts["rescued"] == 0 and counts["changed"] == 1, result.stdout[-4000:]
+        assert site.serves_me(api_user["username"], api_user["password"])
+    finally:
+        host.run("systemctl start gunicorn.socket gunicorn.service")
+
+
+@release_independent
+def test_what_a_serving_app_holds_is_not_renamed_or_moved_under_it(host):
+    """A new role would get the database without its tables; a new database
+    name would start the API on an empty one; a new account would take the
+    keyring from running workers; a new media directory would leave the
+    uploads behind. Each is refused before any change, naming the variable."""
+    _refused({"postgresql_app_user": NEW["role"]}, "postgresql_app_user", "owns its tables")
+    _refused({"postgresql_app_database": NEW["database"]}, "postgresql_app_database", "leaving the data behind")
+    # Both at once: the database the last run recorded is still there.
+    _refused({"postgresql_app_user": NEW["role"], "postgresql_app_database": NEW["database"]},
+             "postgresql_app_database", "leaving the data behind")
+    _refused({"app_group": NEW["account"]}, "app_group", f'but Gunicorn runs as "{OLD["account"]}"')
+    host.run_expect([0], f"runuser -u django -- sh -c 'echo kept > {OLD['media']}/{UPLOAD}'")
+    try:
+        # app_root places the media directory by default.
+        _refused({"app_root": "/srv/api"}, "app_media_root", "app_root's media directory")
+    finally:
+        host.run(f"rm -f {OLD['media']}/{UPLOAD}")
+
+
+@release_independent
+def test_renamed_and_moved_the_documented_way_nothing_is_lost(host, site, api_user):
+    """The keyring moves under the running app; then, with Gunicorn stopped
+    (roles/postgresql and roles/app READMEs), the role and database are
+    renamed in PostgreSQL, the uploads moved, and one run takes the new
+    names: the same user logs in, an upload is where Django looks, tokens
+    issued before every change still work. Everything goes back the same way."""
+    tokens = site.obtain_tokens(api_user["username"], api_user["password"])
+    host.run_expect([0], f"runuser -u django -- sh -c 'echo kept > {OLD['media']}/{UPLOAD}'")
+    moved = {
+        "jwt_keys_file": MOVED_KEYRING,
+        "postgresql_app_user": NEW["role"],
+        "postgresql_app_database": NEW["database"],
+        "app_user": NEW["account"],
+        "app_group": NEW["account"],
+        "app_media_root": NEW["media"],
+    }
+    try:
+        result = _site({"jwt_keys_file": MOVED_KEYRING})
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert site.get("/api/me/", token=tokens["access"]).status == 200
+
+        result = _site_with_gunicorn_stopped(
+            host,
+            _rename("ROLE", OLD["role"], NEW["role"]),
+            _rename("DATABASE", OLD["database"], NEW["database"]),
+            f"mv {OLD['media']} {NEW['media']}",
+            extra_vars=moved,
+        )
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert _gunicorn_accounts(host) == NEW["account"]
+        env = host.file("/etc/drf-app/app.env").content_string
+        assert f"DJANGO_JWT_KEYRING_FILE='{MOVED_KEYRING}'" in env
+        assert f"DJANGO_DB_NAME='{NEW['database']}'" in env
+        # Gunicorn's sandbox lets it write the new directory, and Django looks there.
+        assert host.check_output("systemctl show --property ReadWritePaths --value gunicorn.service") == NEW["media"]
+        read_upload = f'print(open(settings.MEDIA_ROOT + "/{UPLOAD}").read())'
+        assert host.check_output(
+            f"{MANAGE} shell -c {shlex.quote('from django.conf import settings; ' + read_upload)}"
+        ).splitlines()[-1] == "kept"
+        assert site.get("/api/me/", token=tokens["access"]).status == 200
+        assert site.serves_me(api_user["username"], api_user["password"])
+    finally:
+        # Back, whatever got done (a step that did not happen fails here).
+        host.run("systemctl stop gunicorn.socket gunicorn.service")
+        host.run(_rename("DATABASE", NEW["database"], OLD["database"]))
+        host.run(_rename("ROLE", NEW["role"], OLD["role"]))
+        host.run(f"test -d {OLD['media']} || mv {NEW['media']} {OLD['media']}")
+        result = _site()
+        host.run(f"rm -rf {MOVED_KEYRING.rsplit('/', 1)[0]} {OLD['media']}/{UPLOAD}; userdel {NEW['account']}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert _gunicorn_accounts(host) == OLD["account"]
+    # The refresh token, unused until now, was signed before the keyring moved twice.
+    assert site.post("/api/token/refresh/", {"refresh": tokens["refresh"]}).status == 200
