@@ -55,6 +55,8 @@ from testlib import keyring_secrets, recap_counts, run_playbook, scenario_hosts,
         ("base_app_user", "root", "not a system or service account"),
         ("app_user", "www-data", "not a system or service account"),
         ("jwt_keys_group", "root", "not a system or service group"),
+        # Not the group Gunicorn runs with: the app could not read its keys.
+        ("jwt_keys_group", "api_keys", "must be the app's group, app_group"),
         ("app_root", "/", "not a system one such as /, /srv"),
         ("app_media_root", "/etc", "not a system one such as /, /srv"),
         ("backup_dir", "/var/backups", "not a system one such as /, /var/backups"),
