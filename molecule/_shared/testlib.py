@@ -297,6 +297,22 @@ def start_playbook(playbook, *args):
                             env=env, cwd=PROJECT_DIR)
 
 
+def cut_off_playbook(task, playbook, *args):
+    """Run a playbook and stop it (SIGTERM, as a lost terminal does) when
+    it starts `task` ("role : name"), before that task has run: what an
+    interrupted run leaves behind."""
+    run = start_playbook(playbook, *args)
+    try:
+        for line in run.stdout:
+            if line.startswith(f"TASK [{task}]"):
+                break
+        else:
+            raise AssertionError(f"{playbook} ended before the task {task!r}")
+    finally:
+        run.terminate()
+        run.communicate(timeout=120)
+
+
 @functools.lru_cache(maxsize=None)
 def _scratch():
     """Where this test run's copies of the project go; Python removes it

@@ -1,19 +1,22 @@
 """Changing names and paths on a host that serves: what the app holds (its
 database and role, its account, its uploads, its keys) either goes along
 or the run is refused before any change, and the READMEs' ways of changing
-them lose nothing: not the data, not the uploads, not a session."""
+them lose nothing: not the data, not the uploads, not a session. And a
+run cut off half-way leaves nothing for the next run to miss."""
 import json
 import shlex
 
 from fixtures import MANAGE, release_independent
 from playbook_checks import assert_refused_before_any_change
-from testlib import recap_counts, run_playbook
+from testlib import cut_off_playbook, gunicorn_main_pid, recap_counts, run_playbook
 
 # The inventory's names (inventory/demo) and the new ones.
 OLD = {"role": "app", "database": "app", "account": "django", "media": "/srv/app/media"}
 NEW = {"role": "api_renamed", "database": "api_renamed", "account": "api_other", "media": "/srv/app/uploads"}
 MOVED_KEYRING = "/etc/drf-jwt-moved/keyring.json"
 UPLOAD = "test-upload.txt"
+ENV_FILE = "/etc/drf-app/app.env"
+RESTART_NOTE = "/srv/app/.restart-pending"
 
 
 def _site(extra_vars=None):
@@ -56,6 +59,31 @@ def test_a_rerun_starts_a_gunicorn_someone_stopped(host, site, api_user):
         assert site.serves_me(api_user["username"], api_user["password"])
     finally:
         host.run("systemctl start gunicorn.socket gunicorn.service")
+
+
+@release_independent
+def test_a_run_cut_off_before_its_handlers_still_restarts_gunicorn(host, site, api_user):
+    """Handlers run late, after the release is built and migrated: a run
+    cut off before them has written Gunicorn's new environment without
+    restarting it. The next run finds every file as it should be, and must
+    restart all the same, or the old environment serves on."""
+    extra_vars = {"app_extra_env": {"CUT_OFF_RUN": "1"}}
+    pid = gunicorn_main_pid(host)
+    cut_off_playbook("app : Look for a finished build of the release", "site.yml", "-e", json.dumps(extra_vars))
+    try:
+        host.run_expect([0], f"grep -q '^CUT_OFF_RUN=' {ENV_FILE}")
+        assert host.file(RESTART_NOTE).exists
+        assert gunicorn_main_pid(host) == pid
+
+        result = _site(extra_vars)
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert gunicorn_main_pid(host) not in (0, pid)
+        assert not host.file(RESTART_NOTE).exists
+        assert site.serves_me(api_user["username"], api_user["password"])
+    finally:
+        assert _site().returncode == 0
+    host.run_expect([1], f"grep -q '^CUT_OFF_RUN=' {ENV_FILE}")
+    assert not host.file(RESTART_NOTE).exists
 
 
 @release_independent

@@ -3,8 +3,9 @@
 The tests run in file order and build on each other, like the releases of a
 real project: A (converged), then B, a broken C and D, back to A, a release
 from git, enough more to be pruned, back to a release by name, a migration
-without the pre-migration dump, one kept waiting for a lock, and a deploy
-stopped while it installs requirements. The deploys that switch or fail run
+without the pre-migration dump, one kept waiting for a lock, a deploy
+stopped while it installs requirements, and a switch cut off before its
+restart. The deploys that switch or fail run
 under a bounded load of token requests and authenticated GET /api/me/ calls
 over HTTPS.
 """
@@ -15,8 +16,8 @@ import time
 
 import pytest
 
-from testlib import (PROJECT_DIR, Load, add_migration, gunicorn_main_pid, project_variant, recap_counts,
-                     run_playbook, start_playbook, table_locked, wait_until)
+from testlib import (PROJECT_DIR, Load, add_migration, cut_off_playbook, gunicorn_main_pid, project_variant,
+                     recap_counts, run_playbook, table_locked, wait_until)
 
 RENDERED = os.path.join(PROJECT_DIR, "build", "app")
 RELEASES = "/srv/app/releases"
@@ -310,16 +311,8 @@ def test_a_deploy_stopped_while_installing_requirements_is_redone_by_the_next(ho
     """A deploy stopped while pip installs leaves a virtualenv without its
     marker; the next deploy throws it away, builds it again and switches."""
     source = project_variant("I", _requirements_marked("release I"))
-    deploy = start_playbook("deploy.yml", "-e", f"app_source_dir={source}")
-    try:
-        for line in deploy.stdout:
-            if line.startswith("TASK [app : Install the pinned, hashed Python requirements]"):
-                break
-        else:
-            raise AssertionError("the deploy ended before installing requirements")
-    finally:
-        deploy.terminate()
-        deploy.communicate(timeout=120)
+    cut_off_playbook("app : Install the pinned, hashed Python requirements", "deploy.yml",
+                     "-e", f"app_source_dir={source}")
     # The controller is gone; pip on the host may still be finishing.
     assert wait_until(lambda: host.run("pgrep -f '^/srv/app/venvs/.*/pip'").rc == 1, timeout=120)
     (unfinished,) = host.check_output(UNFINISHED_VENVS).split()
@@ -333,3 +326,27 @@ def test_a_deploy_stopped_while_installing_requirements_is_redone_by_the_next(ho
     assert _served_release(site) == release
     assert _venv_of(host, release) == unfinished
     assert host.check_output(UNFINISHED_VENVS) == ""
+
+
+def test_a_switch_cut_off_before_the_restart_is_finished_by_the_next_run(host, site):
+    """A run cut off right after it pointed "current" at a release, before
+    it restarted Gunicorn, leaves the link switched, its note of the pending
+    restart, and the old release serving. The next run finds the link
+    already where it should be and must still restart, or it reports
+    success while the old code answers. (The state is made by hand: no
+    signal lands reliably between two tasks that follow each other in
+    milliseconds.)"""
+    serving = _current_release(host)
+    target = os.path.basename(host.check_output("readlink /srv/app/previous"))
+    assert target != serving
+    pid = gunicorn_main_pid(host)
+    host.run_expect([0], f"echo {target} > /srv/app/.restart-pending && "
+                         f"ln -sfn {RELEASES}/{target} /srv/app/current.cut && "
+                         "mv -T /srv/app/current.cut /srv/app/current")
+    assert _served_release(site) == serving
+
+    result = run_playbook("rollback.yml", "-e", f"app_rollback_release={target}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert gunicorn_main_pid(host) != pid
+    assert _served_release(site) == _current_release(host) == target
+    assert not host.file("/srv/app/.restart-pending").exists
