@@ -17,6 +17,8 @@ MOVED_KEYRING = "/etc/drf-jwt-moved/keyring.json"
 UPLOAD = "test-upload.txt"
 ENV_FILE = "/etc/drf-app/app.env"
 RESTART_NOTE = "/srv/app/.restart-pending"
+EXTRA_CA = "/usr/local/share/ca-certificates/extra-ca-bundle.crt"
+TRUST_STORE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def _site(extra_vars=None):
@@ -84,6 +86,32 @@ def test_a_run_cut_off_before_its_handlers_still_restarts_gunicorn(host, site, a
         assert _site().returncode == 0
     host.run_expect([1], f"grep -q '^CUT_OFF_RUN=' {ENV_FILE}")
     assert not host.file(RESTART_NOTE).exists
+
+
+def _certificates(host, path):
+    """The PEM certificates in a file, each as one string."""
+    text = host.file(path).content_string
+    return {block.split("-----END", 1)[0].strip() for block in text.split("-----BEGIN CERTIFICATE-----")[1:]}
+
+
+@release_independent
+def test_a_trust_store_a_cut_off_run_left_behind_is_rebuilt(host):
+    """A run cut off between installing base_extra_ca_certificates and the
+    handler that adds them to the trust store left the host unable to
+    reach PyPI through the proxy on every later run, as none notified the
+    handler again. Made by hand as such a run leaves it: the trust store
+    built without the file, then the file written into place."""
+    host.run_expect([0], f"mv {EXTRA_CA} /root/extra-ca.crt && update-ca-certificates --fresh"
+                         f" && mv /root/extra-ca.crt {EXTRA_CA}")
+    assert not _certificates(host, EXTRA_CA) <= _certificates(host, TRUST_STORE)
+
+    result = _site()
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert _certificates(host, EXTRA_CA) <= _certificates(host, TRUST_STORE)
+    # Rebuilt once: the next run finds it newer than its certificates.
+    result = _site()
+    (counts,) = recap_counts(result.stdout).values()
+    assert counts["changed"] == 0, result.stdout[-4000:]
 
 
 @release_independent
