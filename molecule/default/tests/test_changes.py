@@ -4,11 +4,12 @@ or the run is refused before any change, and the READMEs' ways of changing
 them lose nothing: not the data, not the uploads, not a session. And a
 run cut off half-way leaves nothing for the next run to miss."""
 import json
+import os
 import shlex
 
 from fixtures import MANAGE, release_independent
 from playbook_checks import assert_refused_before_any_change
-from testlib import cut_off_playbook, gunicorn_main_pid, recap_counts, run_playbook
+from testlib import cut_off_playbook, gunicorn_main_pid, recap_counts, run_playbook, wait_until
 
 # The inventory's names (inventory/demo) and the new ones.
 OLD = {"role": "app", "database": "app", "account": "django", "media": "/srv/app/media"}
@@ -69,6 +70,30 @@ def _certificates(host, path):
     return {block.split("-----END", 1)[0].strip() for block in text.split("-----BEGIN CERTIFICATE-----")[1:]}
 
 
+def _psql(host, sql):
+    return host.check_output(f"runuser -u postgres -- psql -XAtc {shlex.quote(sql)}")
+
+
+def _running_other_than_on_disk(host, path, sed, apply, applied):
+    """Make a service run `path` as `sed` changes it while the file on disk
+    stays as it is, though written anew: what a run cut off between writing
+    a file and its handler leaves. `apply` makes the service read the file,
+    `applied()` says when it has."""
+    host.run_expect([0], f"cp -p {path} /root/kept-config && sed -i {shlex.quote(sed)} {path} && {apply}")
+    try:
+        assert wait_until(applied, timeout=30)
+    finally:
+        host.run_expect([0], f"cp /root/kept-config {path} && rm /root/kept-config")
+
+
+def _firewall_rule_cut_off(host):
+    return "cut-off" in host.check_output("nft list table inet drf_firewall")
+
+
+def _nginx_workers(host):
+    return int(host.run("pgrep -c -x -f 'nginx: worker process'").stdout.strip() or 0)
+
+
 @release_independent
 def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, api_user):
     """Handlers run late, and a run cut off before them leaves files
@@ -79,16 +104,42 @@ def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, 
       without the file, then the file renamed into place as the copy
       module writes it): every later run failed in pip behind the proxy;
     - Gunicorn's new environment written but Gunicorn not restarted (a real
-      cut, at the release build, minutes before the restart handler)."""
+      cut, at the release build, minutes before the restart handler);
+    - PostgreSQL's, nftables' and nginx's files written, but the service
+      not restarted or reloaded (made by hand: the server made to read a changed copy,
+      then the file written back as it was)."""
     host.run_expect([0], f"mv {EXTRA_CA} /root/extra-ca.crt && update-ca-certificates --fresh"
                          f" && mv /root/extra-ca.crt {EXTRA_CA}")
     assert not _certificates(host, EXTRA_CA) <= _certificates(host, TRUST_STORE)
+    conf_dir = os.path.dirname(_psql(host, "SHOW config_file"))
+    connections = int(_psql(host, "SHOW max_connections"))
+    _running_other_than_on_disk(
+        host, f"{conf_dir}/conf.d/10-drf-stack.conf", f"s/^max_connections = .*/max_connections = {connections + 1}/",
+        "systemctl restart postgresql", lambda: _psql(host, "SHOW max_connections") == str(connections + 1))
+    _running_other_than_on_disk(
+        host, "/etc/nftables.conf", '/ct state invalid drop/a tcp dport 9 accept comment "cut-off"',
+        "systemctl reload nftables", lambda: _firewall_rule_cut_off(host))
+    workers = _nginx_workers(host)
+    _running_other_than_on_disk(
+        host, "/etc/nginx/nginx.conf", f"s/^worker_processes auto;/worker_processes {workers + 1};/",
+        "systemctl reload nginx", lambda: _nginx_workers(host) == workers + 1)
     extra_vars = {"app_extra_env": {"CUT_OFF_RUN": "1"}}
     pid = gunicorn_main_pid(host)
     cut_off_playbook("app : Look for a finished build of the release", "site.yml", "-e", json.dumps(extra_vars))
     try:
-        # The cut run, past base, rebuilt the trust store.
+        # The cut run, past base, the firewall and the database, rebuilt the
+        # trust store, reloaded the rules and restarted PostgreSQL; nginx
+        # comes after the app.
         assert _certificates(host, EXTRA_CA) <= _certificates(host, TRUST_STORE)
+        assert _psql(host, "SHOW max_connections") == str(connections)
+        assert not _firewall_rule_cut_off(host)
+        assert _nginx_workers(host) == workers + 1
+        timeout = _psql(host, "SHOW idle_in_transaction_session_timeout")
+        _running_other_than_on_disk(
+            host, f"{conf_dir}/conf.d/20-drf-stack-sessions.conf",
+            "s/^idle_in_transaction_session_timeout = .*/idle_in_transaction_session_timeout = '77s'/",
+            "runuser -u postgres -- psql -XAtc 'SELECT pg_reload_conf()'",
+            lambda: _psql(host, "SHOW idle_in_transaction_session_timeout") == "77s")
         host.run_expect([0], f"grep -q '^CUT_OFF_RUN=' {ENV_FILE}")
         assert host.file(RESTART_NOTE).exists
         assert gunicorn_main_pid(host) == pid
@@ -98,14 +149,21 @@ def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, 
         assert gunicorn_main_pid(host) not in (0, pid)
         assert not host.file(RESTART_NOTE).exists
         assert site.serves_me(api_user["username"], api_user["password"])
+        assert _psql(host, "SHOW idle_in_transaction_session_timeout") == timeout
+        assert _nginx_workers(host) == workers
     finally:
         result = _site()
         assert result.returncode == 0, result.stdout[-4000:]
     host.run_expect([1], f"grep -q '^CUT_OFF_RUN=' {ENV_FILE}")
     assert not host.file(RESTART_NOTE).exists
-    # Rebuilt once: later runs find the trust store newer than its certificates.
-    check = result.stdout.split("TASK [base : Note a trust store older than its certificates]", 1)[1]
-    assert "changed:" not in check.split("TASK [", 1)[0]
+    # Each applied once: the run after finds nothing left to apply.
+    for task in ("base : Note a trust store older than its certificates",
+                 "firewall : Look for rules nftables has not loaded",
+                 "postgresql : Note configuration that needs a restart to apply",
+                 "postgresql : Note configuration that needs a reload to apply",
+                 "nginx : Look for configuration nginx has not loaded"):
+        output = result.stdout.partition(f"TASK [{task}]")[2].split("TASK [", 1)[0]
+        assert "changed:" not in output, task
 
 
 @release_independent
