@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from testlib import Load
+from testlib import Load, run_playbook, wait_until
 
 # Highest systemd-analyze exposure accepted for certbot.service (as for
 # gunicorn.service), although it runs as root: it owns /etc/letsencrypt.
@@ -23,6 +23,19 @@ def _served_certificate(site):
     with socket.create_connection((site.address, site.https_port), site.timeout) as sock:
         with context.wrap_socket(sock, server_hostname=site.domain) as tls:
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def _served_common_name(site):
+    """The common name of the certificate nginx serves, whoever issued it
+    (None for the test CA's, which names the domain only in the SAN)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((site.address, site.https_port), site.timeout) as sock:
+        with context.wrap_socket(sock, server_hostname=site.domain) as tls:
+            served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    names = served.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return names[0].value if names else None
 
 
 def _certificate_on_host(host, path):
@@ -105,6 +118,27 @@ def test_a_timer_renewal_replaces_the_certificate_without_a_failed_request(host,
     assert after == _certificate_on_host(host, f"/etc/letsencrypt/live/{test_ca['domain']}/cert.pem")
     key = host.file(f"/etc/nginx/tls/{test_ca['domain']}.key")
     assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+
+
+def test_a_certificate_installed_but_not_reloaded_is_loaded_by_the_next_run(host, site, test_ca):
+    """A run cut off between installing the CA's certificate and reloading
+    nginx left nginx on the old one (on a first run, the self-signed one)
+    until the next renewal: the next run found the files as they should be
+    and notified nobody. Made by hand: nginx made to load another
+    certificate, then the installed one written back as the role writes it."""
+    certificate, key = (f"/etc/nginx/tls/{test_ca['domain']}.{kind}" for kind in ("crt", "key"))
+    host.run_expect([0], "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1"
+                         " -subj /CN=cut-off -keyout /root/other.key -out /root/other.crt 2>/dev/null")
+    host.run_expect([0], f"cp -p {certificate} /root/kept.crt && cp -p {key} /root/kept.key"
+                         f" && cp /root/other.crt {certificate} && cp /root/other.key {key} && systemctl reload nginx")
+    try:
+        assert wait_until(lambda: _served_common_name(site) == "cut-off", timeout=30)
+    finally:
+        host.run_expect([0], f"cp /root/kept.crt {certificate} && cp /root/kept.key {key}"
+                             " && rm /root/kept.* /root/other.*")
+    result = run_playbook("site.yml")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert _served_certificate(site) == _certificate_on_host(host, f"/etc/letsencrypt/live/{test_ca['domain']}/cert.pem")
 
 
 def test_certbot_runs_sandboxed(host):
