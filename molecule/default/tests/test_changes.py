@@ -98,7 +98,7 @@ def _nginx_workers(host):
 def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, api_user):
     """Handlers run late, and a run cut off before them leaves files
     changed and their service not told, while the next run, finding every
-    file as it should be, would notify nobody. Two such states:
+    file as it should be, would notify nobody. Such states:
     - the trust store without base_extra_ca_certificates (a run cut off
       before update-ca-certificates; made by hand here: the store built
       without the file, then the file renamed into place as the copy
@@ -106,8 +106,8 @@ def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, 
     - Gunicorn's new environment written but Gunicorn not restarted (a real
       cut, at the release build, minutes before the restart handler);
     - PostgreSQL's, nftables' and nginx's files written, but the service
-      not restarted or reloaded (made by hand: the server made to read a changed copy,
-      then the file written back as it was)."""
+      not restarted or reloaded (made by hand: the service made to read a
+      changed copy, then the file written back as it was)."""
     host.run_expect([0], f"mv {EXTRA_CA} /root/extra-ca.crt && update-ca-certificates --fresh"
                          f" && mv /root/extra-ca.crt {EXTRA_CA}")
     assert not _certificates(host, EXTRA_CA) <= _certificates(host, TRUST_STORE)
