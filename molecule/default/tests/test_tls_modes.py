@@ -161,3 +161,50 @@ def test_supplied_certificate_is_served_and_self_signed_comes_back(host):
     self_signed = _site(host, domain, _pem_file(host.file(f"/etc/nginx/tls/{domain}.crt").content_string))
     assert _verifies(self_signed)
     assert not _verifies(supplied)
+
+
+def test_self_signed_certificates_are_reissued_near_their_end_and_for_a_new_lifetime(host):
+    """community.crypto keeps a certificate that fits its key and names
+    whatever its dates: a re-run must still issue nginx's and PostgreSQL's
+    self-signed certificates anew a third of their lifetime before their end
+    (before they lapse on a host that is only ever re-run) and when their
+    lifetime setting changes, and the servers must then serve the new ones."""
+    domain = host.ansible("debug", "var=nginx_server_name")["nginx_server_name"]
+    conf = host.check_output("ls -d /etc/postgresql/*/main")
+    # certificate file -> (its key, how to ask the server which one it serves)
+    served = {
+        f"/etc/nginx/tls/{domain}.crt": (
+            f"/etc/nginx/tls/{domain}.key", f"-connect 127.0.0.1:443 -servername {domain}"),
+        f"{conf}/server.crt": (f"{conf}/server.key", "-starttls postgres -connect 127.0.0.1:5432"),
+    }
+    tags = ("--tags", "nginx_tls,postgresql_tls")
+
+    def days_left():
+        """Whole days each server's certificate has left, as served."""
+        left = []
+        for certificate, (_, connect) in served.items():
+            end = host.check_output(
+                f"echo | openssl s_client {connect} 2>/dev/null | openssl x509 -noout -enddate")
+            assert host.check_output(f"openssl x509 -noout -enddate -in {certificate}") == end
+            ends = datetime.datetime.strptime(end.split("=", 1)[1], "%b %d %H:%M:%S %Y GMT")
+            now = datetime.datetime.now(datetime.timezone.utc)
+            left.append((ends.replace(tzinfo=datetime.timezone.utc) - now).days)
+        return left
+
+    # Both made to end tomorrow, as the role made them a year ago: same key,
+    # names and extensions, so only the dates say they must go.
+    for certificate, (key, _) in served.items():
+        host.run_expect([0], f"openssl x509 -in {certificate} -signkey {key} -days 1 -out {certificate}.tmp"
+                             f" && cat {certificate}.tmp > {certificate} && rm {certificate}.tmp")
+    result = run_playbook("site.yml", *tags)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert days_left() == [364, 824]
+
+    try:
+        result = run_playbook("site.yml", *tags, "-e", '{"nginx_selfsigned_days": 30, "postgresql_tls_selfsigned_days": 60}')
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert days_left() == [29, 59]
+    finally:
+        restored = run_playbook("site.yml", *tags)
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert days_left() == [364, 824]
