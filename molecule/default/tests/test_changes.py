@@ -90,6 +90,10 @@ def _firewall_rule_cut_off(host):
     return "cut-off" in host.check_output("nft list table inet drf_firewall")
 
 
+def _socket_mode(host):
+    return host.file("/run/gunicorn/gunicorn.sock").mode
+
+
 def _nginx_workers(host):
     return int(host.run("pgrep -c -x -f 'nginx: worker process'").stdout.strip() or 0)
 
@@ -105,9 +109,11 @@ def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, 
       module writes it): every later run failed in pip behind the proxy;
     - Gunicorn's new environment written but Gunicorn not restarted (a real
       cut, at the release build, minutes before the restart handler);
-    - PostgreSQL's, nftables' and nginx's files written, but the service
-      not restarted or reloaded (made by hand: the service made to read a
-      changed copy, then the file written back as it was)."""
+    - PostgreSQL's, nftables', nginx's and Gunicorn's socket's files
+      written, but the service not restarted or reloaded (made by hand: the
+      service made to read a changed copy, then the file written back as it
+      was). The socket is not the note's business: restarting the service
+      leaves it as it was."""
     host.run_expect([0], f"mv {EXTRA_CA} /root/extra-ca.crt && update-ca-certificates --fresh"
                          f" && mv /root/extra-ca.crt {EXTRA_CA}")
     assert not _certificates(host, EXTRA_CA) <= _certificates(host, TRUST_STORE)
@@ -123,6 +129,11 @@ def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, 
     _running_other_than_on_disk(
         host, "/etc/nginx/nginx.conf", f"s/^worker_processes auto;/worker_processes {workers + 1};/",
         "systemctl reload nginx", lambda: _nginx_workers(host) == workers + 1)
+    _running_other_than_on_disk(
+        host, "/etc/systemd/system/gunicorn.socket", "s/^SocketMode=0660/SocketMode=0666/",
+        "systemctl daemon-reload && systemctl stop gunicorn.service && systemctl restart gunicorn.socket"
+        " && systemctl start gunicorn.service",
+        lambda: _socket_mode(host) == 0o666)
     extra_vars = {"app_extra_env": {"CUT_OFF_RUN": "1"}}
     pid = gunicorn_main_pid(host)
     cut_off_playbook("app : Look for a finished build of the release", "site.yml", "-e", json.dumps(extra_vars))
@@ -134,6 +145,7 @@ def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, 
         assert _psql(host, "SHOW max_connections") == str(connections)
         assert not _firewall_rule_cut_off(host)
         assert _nginx_workers(host) == workers + 1
+        assert _socket_mode(host) == 0o666
         timeout = _psql(host, "SHOW idle_in_transaction_session_timeout")
         _running_other_than_on_disk(
             host, f"{conf_dir}/conf.d/20-drf-stack-sessions.conf",
@@ -151,6 +163,7 @@ def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, 
         assert site.serves_me(api_user["username"], api_user["password"])
         assert _psql(host, "SHOW idle_in_transaction_session_timeout") == timeout
         assert _nginx_workers(host) == workers
+        assert _socket_mode(host) == 0o660
     finally:
         result = _site()
         assert result.returncode == 0, result.stdout[-4000:]
@@ -161,7 +174,9 @@ def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, 
                  "firewall : Look for rules nftables has not loaded",
                  "postgresql : Note configuration that needs a restart to apply",
                  "postgresql : Note configuration that needs a reload to apply",
-                 "nginx : Look for configuration nginx has not loaded"):
+                 "nginx : Look for configuration nginx has not loaded",
+                 "app : Note a socket unit newer than the socket Gunicorn listens on",
+                 "app : Note configuration newer than Gunicorn's start"):
         output = result.stdout.partition(f"TASK [{task}]")[2].split("TASK [", 1)[0]
         assert "changed:" not in output, task
 
