@@ -1,4 +1,5 @@
 """The playbooks themselves: check mode, bad input, secrets in the output."""
+import hashlib
 import json
 import os
 import re
@@ -88,6 +89,30 @@ from testlib import keyring_secrets, recap_counts, run_playbook, scenario_hosts,
 def test_bad_input_fails_before_any_change_and_names_the_variable(variable, value, reason):
     result = run_playbook("site.yml", "-e", json.dumps({variable: value}))
     assert_refused_before_any_change(result, variable, reason)
+
+
+@release_independent
+def test_database_settings_other_than_the_servers_are_refused_unprinted(host):
+    """The app must log in as the role the database server makes, to its
+    database: with another name or password the run failed only at the
+    release's migration check, after writing them into the app's
+    environment file, where Gunicorn's next start would read them. The
+    password is compared by digest; neither it nor its digest is printed,
+    even with -vv."""
+    names = run_playbook("site.yml", "-e", json.dumps({"app_db_name": "api_other", "app_db_user": "api_other"}))
+    # Both in one run: every wrong item is reported.
+    for variable, server in (("app_db_name", "postgresql_app_database"), ("app_db_user", "postgresql_app_user")):
+        assert_refused_before_any_change(names, variable, f"{variable} must be the {server} of the database server")
+    # The callback wraps long messages.
+    assert 'got "api_other"' in " ".join((names.stdout + names.stderr).split()), names.stderr[-3000:]
+    given = "not-the-servers-" + secrets.token_hex(8)
+    password = run_playbook("site.yml", "-vv", "-e", json.dumps({"app_db_password": given}))
+    assert_refused_before_any_change(password, "app_db_password",
+                                     "app_db_password must be the postgresql_app_password of the database server")
+    output = password.stdout + password.stderr
+    for name, value in {"the given password": given, "the server's": _deployed_secrets(host)["DJANGO_DB_PASSWORD"]}.items():
+        assert value not in output, f"{name} appears in the -vv output"
+        assert hashlib.sha256(value.encode()).hexdigest() not in output, f"{name}'s digest appears in the -vv output"
 
 
 @pytest.mark.parametrize(
