@@ -14,7 +14,7 @@ from playbook_checks import (  # noqa: F401
     assert_refused_before_any_change,
     test_check_mode_on_converged_hosts_changes_nothing,
 )
-from testlib import keyring_secrets, recap_counts, run_playbook, scenario_hosts, wait_until
+from testlib import PROJECT_DIR, keyring_secrets, recap_counts, run_playbook, scenario_hosts, wait_until
 
 
 @pytest.mark.parametrize(
@@ -161,6 +161,27 @@ def test_an_inventory_without_a_database_group_is_refused_by_name(tmp_path):
     }))
     result = run_playbook("site.yml", inventory=str(inventory))
     assert_refused_before_any_change(result, "dbservers", "missing or empty: dbservers")
+
+
+@release_independent
+def test_every_playbook_refuses_an_inventory_without_the_groups_or_one_that_does_not_parse(tmp_path):
+    """Each playbook's plays name a group; without the groups each play
+    skipped ("no hosts matched") and the run ended as a success that had
+    done nothing: what a mistyped -i path gave too, which the project's
+    ansible.cfg makes an error."""
+    name, connection = next(iter(scenario_hosts().items()))
+    ungrouped = tmp_path / "hosts.yml"
+    ungrouped.write_text(yaml.safe_dump({"all": {"hosts": {name: connection}}}))
+    playbooks = sorted(path for path in os.listdir(os.path.join(PROJECT_DIR, "playbooks")) if path.endswith(".yml"))
+    assert {"site.yml", "deploy.yml", "backup.yml", "status.yml"} <= set(playbooks)
+    for playbook in playbooks:
+        result = run_playbook(playbook, inventory=str(ungrouped))
+        assert_refused_before_any_change(result, "loadbalancers", "missing or empty: dbservers, appservers, loadbalancers")
+        assert set(recap_counts(result.stdout)) == {"localhost"}, f"{playbook}: {result.stdout[-3000:]}"
+    # With the project's ansible.cfg, as ops run from the repository.
+    mistyped = run_playbook("deploy.yml", inventory=str(tmp_path / "no-such-inventory"), unset=("ANSIBLE_CONFIG",))
+    assert mistyped.returncode != 0, mistyped.stdout[-3000:]
+    assert "Completely failed to parse inventory source" in mistyped.stderr, mistyped.stderr[-3000:]
 
 
 @release_independent
