@@ -1,4 +1,5 @@
 """The playbooks themselves: check mode, bad input, secrets in the output."""
+import base64
 import hashlib
 import json
 import os
@@ -326,17 +327,53 @@ def test_no_secret_appears_in_the_ansible_output(host):
         assert value not in log, f"{name} appears in the Ansible output"
 
 
+# Run as root on the host, with the secrets, one per line and base64-coded
+# (so that no command line holds them), as its first argument: the files
+# that hold one on the host's own filesystems, and the command lines of its
+# processes, which anyone may read; a file is listed with "readable" when
+# the nobody account can read it, which takes every directory above it too.
+_FIND_SECRETS = r"""
+set -eu
+patterns=$(mktemp)
+trap 'rm -f "$patterns"' EXIT
+echo "$1" | base64 -d > "$patterns"
+grep -rlsF -D skip -f "$patterns" / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev \
+    | grep -vxF "$patterns" | while read -r path; do
+    if runuser -u nobody -- test -r "$path"; then echo "readable $path"; else echo "private $path"; fi
+done
+for cmdline in /proc/[0-9]*/cmdline; do
+    tr '\0' ' ' < "$cmdline" 2>/dev/null | grep -qF -f "$patterns" && echo "readable $cmdline"
+done
+true
+"""
+
+
+def test_no_secret_is_in_a_file_others_can_read(host):
+    """Each secret the deploy handles, searched for on the whole host: it
+    is only in files no other account can read (the app's environment
+    file, the keyring), and on no process's command line."""
+    values = _deployed_secrets(host)
+    coded = base64.b64encode("\n".join(values.values()).encode()).decode()
+    found = host.run_expect([0], f"bash -c {shlex.quote(_FIND_SECRETS)} find-secrets {coded}").stdout.split("\n")
+    holders = dict(line.split(" ", 1)[::-1] for line in found if line)
+    # The search finds what it looks for: the environment file holds two.
+    assert holders.get("/etc/drf-app/app.env") == "private", found
+    assert [path for path, access in holders.items() if access == "readable"] == [], found
+
+
 @release_independent
 def test_no_secret_appears_in_verbose_output(host):
     """Ops debug with -vv, which prints every task's result, loop items
     included (the checks of app_users and app_extra_env once printed each
-    user's password and each extra variable's value)."""
+    user's password and each extra variable's value), and preview with
+    --check --diff, which prints the lines a file would change."""
     extra_secret = "sk_test_" + secrets.token_hex(16)
     runs = [
         run_playbook("site.yml", "-vv"),
         # A value of app_extra_env may be a secret too (a third-party API
-        # key); in check mode, so that the host keeps its environment.
-        run_playbook("site.yml", "-vv", "--check",
+        # key); in check mode, so that the host keeps its environment, and
+        # with --diff, which would print the environment file's change.
+        run_playbook("site.yml", "-vv", "--check", "--diff",
                      "-e", json.dumps({"app_extra_env": {"THIRD_PARTY_API_KEY": extra_secret}})),
     ]
     for result in runs:
