@@ -53,7 +53,7 @@ help:
 	@echo "make demo-destroy    remove that host"
 	@echo "make test            install what is needed, then lint and run every test"
 	@echo "make test-scenario SCENARIO=name [MOLECULE_DISTRO=trixie]"
-	@echo "make lint            yamllint and ansible-lint only"
+	@echo "make lint            yamllint, ansible-lint and the bench's requirements"
 	@echo "make app-test        the Django app's own tests against PostgreSQL"
 	@echo "make bench           rebuild the demo host and measure it (docs/benchmarks.md)"
 
@@ -97,6 +97,7 @@ render: $(APP_VENV)/$(STAMP)
 lint: $(VENV)/$(STAMP)
 	yamllint --strict .
 	ansible-lint --profile production
+	python bench/check_requirements.py
 
 # The app's tests need a PostgreSQL they may create test databases in: this
 # machine's own cluster, with a role made for the purpose.
