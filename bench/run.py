@@ -618,6 +618,8 @@ def main():
                    "workers_under_logins": worker_rows, "login": login_result, "deploy": {k: v for k, v in deploy_result.items() if k != "release_dir"},
                    "changes_under_load": change_rows, "problems": problems}, out, indent=2)
     print("wrote docs/benchmarks.md and docs/benchmarks.png")
+    # The rebuilt host has new secrets: the demo user's earlier password is gone.
+    print("the demo host was rebuilt with new secrets: `make demo` prints its user's password and curl lines")
     if problems:
         print("unexpected errors:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
