@@ -136,6 +136,17 @@ def test_a_list_given_as_one_value_is_refused_before_any_change(variable, value,
     assert f'(got "{value}")' in result.stdout + result.stderr
 
 
+@release_independent
+def test_a_git_version_without_a_git_repository_is_refused():
+    """This inventory deploys app_source_dir: asked for a git version, the
+    run shipped the controller's files as the release, whatever the
+    version, and succeeded."""
+    for playbook in ("site.yml", "deploy.yml"):
+        result = run_playbook(playbook, "-e", "app_git_version=v1.4.0")
+        assert_refused_before_any_change(result, "app_git_version", "which is not set")
+        assert "PLAY [Build the release on every app host]" not in result.stdout, playbook
+
+
 @pytest.mark.parametrize(
     "variable, value, reason",
     [
