@@ -59,8 +59,9 @@ def third_party_imports(entry):
                 top = name.split(".", 1)[0]
                 if top in sys.stdlib_module_names:
                     continue
-                if local_module(top):
-                    todo.append(local_module(top))
+                module = local_module(top)
+                if module:
+                    todo.append(module)
                 else:
                     found.setdefault(top, path.relative_to(BENCH.parent))
     return found
