@@ -19,10 +19,11 @@ PROJECT_NAME ?= demoapi
 DISTROS ?= bookworm trixie
 # What `make test` runs, as scenario:release, in two chains that run side by
 # side (molecule/_shared/run-scenarios.sh). `default` proves the stack on
-# both releases (its tests that cannot depend on the release run with the
-# first only); the others each add one concern on one release, which keeps
-# the suite well inside CI's time; multihost mixes both releases in one
-# fleet (its molecule.yml names them). The two `default` runs, the longest,
+# both releases (each of its tests that cannot depend on the release runs
+# on one of them, the one its mark names; molecule/_shared/fixtures.py); the
+# others each add one concern on one release, which keeps the suite well
+# inside CI's time; multihost mixes both releases in one fleet (its
+# molecule.yml names them). The two `default` runs, the longest,
 # start first, one in each chain. A third chain (releases and acme, tried
 # on 2026-12-06) slowed the others by more than it saved: releases took
 # 1,175 s instead of 575, and default on Debian 13 1,408 instead of 988.

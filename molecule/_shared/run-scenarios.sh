@@ -19,6 +19,9 @@ logs="${TEST_LOG_DIR:-build/test-logs}"
 rm -rf "$logs"
 mkdir -p "$logs"
 state="$PWD/build/molecule"
+# Every run of this suite, for the tests that need to run on one release
+# only (molecule/_shared/fixtures.py).
+export TEST_RUNS="$*"
 
 run_chain() {
   local run scenario release log started rc

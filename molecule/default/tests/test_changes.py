@@ -7,7 +7,7 @@ import json
 import os
 import shlex
 
-from fixtures import MANAGE, release_independent
+from fixtures import MANAGE, release_independent, release_independent_on_trixie
 from playbook_checks import assert_refused_before_any_change
 from testlib import cut_off_playbook, gunicorn_main_pid, recap_counts, run_playbook, wait_until
 
@@ -98,7 +98,7 @@ def _nginx_workers(host):
     return int(host.run("pgrep -c -x -f 'nginx: worker process'").stdout.strip() or 0)
 
 
-@release_independent
+@release_independent_on_trixie
 def test_a_run_cut_off_part_way_leaves_nothing_for_the_next_to_miss(host, site, api_user):
     """Handlers run late, and a run cut off before them leaves files
     changed and their service not told, while the next run, finding every
