@@ -186,10 +186,12 @@ def test_deploying_the_running_version_again_changes_nothing(host, history):
 
 
 def test_release_from_a_git_repository(host, site, history):
+    """With no app_git_version, the repository's default branch: here not
+    `main`, which a fork of an older project may not have."""
     # A repository on the app host itself, standing in for your git server.
     work = project_variant("G")
     git = ["git", "-C", work, "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-    subprocess.run(git[:3] + ["init", "--quiet", "--initial-branch=main"], check=True)
+    subprocess.run(git[:3] + ["init", "--quiet", "--initial-branch=trunk"], check=True)
     subprocess.run(git + ["add", "--all"], check=True)
     subprocess.run(git + ["commit", "--quiet", "--message", "Release G"], check=True)
     commit = subprocess.run(git[:3] + ["rev-parse", "HEAD"], check=True,
@@ -200,12 +202,23 @@ def test_release_from_a_git_repository(host, site, history):
                           become=True, check=False)
     assert not copied.get("failed"), copied
 
-    result = run_playbook(
-        "deploy.yml", "-e",
-        '{"app_source_dir": "", "app_git_repo": "file:///srv/test-repo.git", "app_git_version": "main"}',
-    )
+    source = '{"app_source_dir": "", "app_git_repo": "file:///srv/test-repo.git"}'
+    result = run_playbook("deploy.yml", "-e", source)
     assert result.returncode == 0, result.stdout[-4000:]
     history["G"] = commit[:12]
+    assert _current_release(host) == history["G"]
+    assert _served_release(site) == history["G"]
+
+    # A repository whose HEAD names no branch that exists: the deploy stops
+    # before anything switches, and says what to set.
+    host.run_expect([0], "git --git-dir=/srv/test-repo.git symbolic-ref HEAD refs/heads/gone")
+    try:
+        result = run_playbook("deploy.yml", "-e", source)
+    finally:
+        host.run_expect([0], "git --git-dir=/srv/test-repo.git symbolic-ref HEAD refs/heads/trunk")
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "app_git_version is empty" in output and "names none" in output, output[-3000:]
     assert _current_release(host) == history["G"]
     assert _served_release(site) == history["G"]
 
