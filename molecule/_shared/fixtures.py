@@ -12,7 +12,7 @@ MANAGE = "/usr/local/sbin/app-manage"
 # the pre-flight play refuses before any role runs, what Ansible prints, how
 # a run takes up what an earlier one left. `make test` runs `default` on both
 # releases, and each such test on one of them only, the one its mark names,
-# which keeps the suite inside CI's time; the marks balance its two chains.
+# which keeps the suite inside CI's time.
 # run-scenarios.sh tells the tests every run of the suite (TEST_RUNS, as
 # scenario:release); a scenario run on its own runs them all.
 def _release_independent(release):
@@ -25,7 +25,9 @@ def _release_independent(release):
 
 
 release_independent = _release_independent("bookworm")
-# One of the longest (about two minutes), which evens out the chains.
+# For a test that is release-independent in its outcome but reads files the
+# releases place differently (PostgreSQL 15's and 17's), on the release with
+# fewer tests.
 release_independent_on_trixie = _release_independent("trixie")
 
 
