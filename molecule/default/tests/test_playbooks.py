@@ -93,6 +93,15 @@ def test_bad_input_fails_before_any_change_and_names_the_variable(variable, valu
 
 
 @release_independent
+def test_a_run_limited_by_tags_still_checks_every_input_first():
+    """--tags picks tasks by their tags: the checks, untagged, were
+    skipped, and the nginx configuration was written with the bad size."""
+    result = run_playbook("site.yml", "--tags", "nginx_configure",
+                          "-e", json.dumps({"nginx_client_max_body_size": "10 MB"}))
+    assert_refused_before_any_change(result, "nginx_client_max_body_size", "nginx's syntax")
+
+
+@release_independent
 def test_database_settings_other_than_the_servers_are_refused_unprinted(host):
     """The app must log in as the role the database server makes, to its
     database: with another name or password the run failed only at the
