@@ -18,78 +18,107 @@ from playbook_checks import (  # noqa: F401
 from testlib import PROJECT_DIR, keyring_secrets, recap_counts, run_playbook, scenario_hosts, wait_until
 
 
-@pytest.mark.parametrize(
-    "variable, value, reason",
+# Wrong values, each with what the refusal must say, grouped by the check
+# that refuses them: a check reports every wrong value it sees, so a group
+# is one run (a run per value cost this scenario about 5 s each, 50 times).
+# Values that change what another value's message says (the timeouts are
+# checked against each other) are in different groups.
+BAD_INPUT = [
+    [("nginx_server_name", "", "domain name")],
+    [("postgresql_app_password", "short", "at least 16 characters")],
+    [("app_db_password", "short", "16 characters or more")],
+    # Unquoted digits in YAML: a number, which has no length.
+    [("app_db_password", 12345678901234567890, "quoted, if YAML would read it as a number")],
+    [("nginx_tls_mode", "letsencrypt", "selfsigned")],
+    [("nginx_client_max_body_size", "10 MB", "nginx's syntax")],
+    [("postgresql_max_connections", "3", "at least 10")],
+    # The app's names, paths, timeouts and token lifetimes.
+    # (A timeout that is itself wrong is not compared with the next one.)
     [
-        ("nginx_server_name", "", "domain name"),
-        ("postgresql_app_password", "short", "at least 16 characters"),
-        ("app_db_password", "short", "16 characters or more"),
-        # Unquoted digits in YAML: a number, which has no length.
-        ("app_db_password", 12345678901234567890, "quoted, if YAML would read it as a number"),
-        ("nginx_tls_mode", "letsencrypt", "selfsigned"),
-        ("nginx_client_max_body_size", "10 MB", "nginx's syntax"),
         ("app_gunicorn_timeout", "0", "at least 1 second"),
-        ("app_db_statement_timeout", "30", "fewer seconds than app_gunicorn_timeout (30)"),
-        ("app_migrate_lock_timeout", "25", "fewer than app_db_statement_timeout (25)"),
-        ("app_deploy_serial", "0", "a number of hosts (1 or more)"),
-        ("nginx_hsts_max_age", "-5", "0 or more seconds"),
-        ("postgresql_max_connections", "3", "at least 10"),
-        ("postgresql_idle_in_transaction_timeout", "-1", "whole number of seconds"),
-        # Parsed as addresses and networks, not matched by a pattern.
-        ("postgresql_app_networks", ["127.0.0.1/32", "10.0.0.999/32"], "list of CIDR networks"),
-        ("postgresql_listen_addresses", ["127.0.0.1", "db.example.com"], "list of IP addresses"),
-        ("app_trusted_proxies", ["10.0.0.256"], "list of IP addresses"),
-        ("firewall_ssh_sources", ["10.0.0.1/8"], "host bits zero"),
-        # Valid, but the next run could not connect: this one comes from
-        # podman's gateway to sshd's port 22 (TEST-NET-1 is nobody's).
-        ("firewall_ssh_sources", ["192.0.2.0/24"], "must include the address this run connects from"),
-        ("firewall_ssh_port", 2200, "must be the port this run reached sshd on (22)"),
-        # One address where a list belongs: each character became a source.
-        ("firewall_allowed", [{"name": "metrics", "port": 9100, "sources": "10.0.0.5"}], "sources (a list of"),
-        # Digits and dots alone would become a certificate's IP entry.
-        ("postgresql_tls_names", ["db.example.com", "10.0.0"], "host names and IP addresses"),
-        # A number given as text, as -e name=value gives it.
-        ("app_db_port", "70000", "TCP port (1 to 65535)"),
         ("app_jwt_refresh_lifetime", 60, "no shorter than app_jwt_access_lifetime (300 s)"),
         ("app_media_root", "media", "absolute path"),
+        ("app_backup_dir", "/srv/app/../../var/lib", "written plainly"),
+    ],
+    [
+        ("app_migrate_lock_timeout", "25", "fewer than app_db_statement_timeout (25)"),
         # Accounts and directories the roles make the app's: root's shell
         # became nologin, / was chowned, a system directory went to django.
-        ("base_app_user", "root", "not a system or service account"),
         ("app_user", "www-data", "not a system or service account"),
-        ("jwt_keys_group", "root", "not a system or service group"),
-        # Not the group Gunicorn runs with: the app could not read its keys.
-        ("jwt_keys_group", "api_keys", "must be the app's group, app_group"),
+        ("app_db_host", "", "the directory of PostgreSQL's Unix socket"),
+        ("app_db_user", "postgres", "not one of PostgreSQL's own"),
+    ],
+    [
+        ("app_db_statement_timeout", "30", "fewer seconds than app_gunicorn_timeout (30)"),
         ("app_root", "/", "not a system one such as /, /srv"),
         ("app_media_root", "/etc", "not a system one such as /, /srv"),
-        ("backup_dir", "/var/backups", "not a system one such as /, /var/backups"),
-        ("jwt_keys_file", "/etc/keyring.json", "not a system one such as /etc"),
-        ("app_backup_dir", "/srv/app/../../var/lib", "written plainly"),
-        # Two owners and modes for one directory, set back and forth; and
-        # media the app may write to inside its own releases.
-        ("app_media_root", "/srv/app/releases/uploads", "apart from its releases"),
-        ("backup_dir", "/srv/app/media", "must be apart from the app's directories"),
-        ("jwt_keys_file", "/srv/app/media/keyring.json", "in a directory apart from the app's"),
-        # Written into nginx's configuration unquoted.
-        ("nginx_static_root", "/srv/my static", "without spaces, quotes"),
-        ("app_db_host", "", "the directory of PostgreSQL's Unix socket"),
-        # The role would make the cluster's superuser NOSUPERUSER, or take
-        # over a database PostgreSQL keeps (and fail mid-run on pg_ names).
-        ("postgresql_app_user", "postgres", "not one of PostgreSQL's own"),
-        ("postgresql_app_user", "pg_monitor", "not one of PostgreSQL's own"),
-        ("postgresql_app_database", "template1", "not one of PostgreSQL's own"),
-        ("app_db_user", "postgres", "not one of PostgreSQL's own"),
-        # A second value for what the role sets would bypass its checks.
-        ("app_extra_env", {"DJANGO_DB_HOST": "db.example.com"}, "set by the role; set app_db_host instead"),
-        # A list has no text form to write into the environment file.
-        ("app_extra_env", {"FEATURES": ["a", "b"]}, "value of FEATURES must be text or a number"),
-        ("app_users", [{"username": "ops-a", "password": "p" * 16}, {"username": "ops-a", "password": "q" * 16}],
-         "lists ops-a more than once"),
     ],
-)
+    [("app_deploy_serial", "0", "a number of hosts (1 or more)")],
+    # PostgreSQL's names, networks and limits. Addresses and networks are
+    # parsed, not matched by a pattern; digits and dots alone would become
+    # a certificate's IP entry. The role would make the cluster's superuser
+    # NOSUPERUSER, or take over a database PostgreSQL keeps (and fail
+    # mid-run on pg_ names).
+    [
+        ("postgresql_idle_in_transaction_timeout", "-1", "whole number of seconds"),
+        ("postgresql_app_networks", ["127.0.0.1/32", "10.0.0.999/32"], "list of CIDR networks"),
+        ("postgresql_listen_addresses", ["127.0.0.1", "db.example.com"], "list of IP addresses"),
+        ("postgresql_tls_names", ["db.example.com", "10.0.0"], "host names and IP addresses"),
+        ("postgresql_app_user", "postgres", "not one of PostgreSQL's own"),
+        ("postgresql_app_database", "template1", "not one of PostgreSQL's own"),
+    ],
+    [("postgresql_app_user", "pg_monitor", "not one of PostgreSQL's own")],
+    [
+        ("app_trusted_proxies", ["10.0.0.256"], "list of IP addresses"),
+        # A number given as text, as -e name=value gives it.
+        ("app_db_port", "70000", "TCP port (1 to 65535)"),
+    ],
+    [
+        ("firewall_ssh_sources", ["10.0.0.1/8"], "host bits zero"),
+        # One address where a list belongs: each character became a source.
+        ("firewall_allowed", [{"name": "metrics", "port": 9100, "sources": "10.0.0.5"}], "sources (a list of"),
+    ],
+    # Valid, but the next run could not connect: this one comes from
+    # podman's gateway to sshd's port 22 (TEST-NET-1 is nobody's).
+    [("firewall_ssh_sources", ["192.0.2.0/24"], "must include the address this run connects from")],
+    [("firewall_ssh_port", 2200, "must be the port this run reached sshd on (22)")],
+    [("base_app_user", "root", "not a system or service account")],
+    [
+        ("jwt_keys_group", "root", "not a system or service group"),
+        ("jwt_keys_file", "/etc/keyring.json", "not a system one such as /etc"),
+    ],
+    # Not the group Gunicorn runs with: the app could not read its keys.
+    [("jwt_keys_group", "api_keys", "must be the app's group, app_group")],
+    [("backup_dir", "/var/backups", "not a system one such as /, /var/backups")],
+    # Two owners and modes for one directory, set back and forth; and
+    # media the app may write to inside its own releases.
+    [("app_media_root", "/srv/app/releases/uploads", "apart from its releases")],
+    [("backup_dir", "/srv/app/media", "must be apart from the app's directories")],
+    [("jwt_keys_file", "/srv/app/media/keyring.json", "in a directory apart from the app's")],
+    # Written into nginx's configuration unquoted.
+    [
+        ("nginx_static_root", "/srv/my static", "without spaces, quotes"),
+        ("nginx_hsts_max_age", "-5", "0 or more seconds"),
+    ],
+    # A second value for what the role sets would bypass its checks.
+    [("app_extra_env", {"DJANGO_DB_HOST": "db.example.com"}, "set by the role; set app_db_host instead")],
+    # A list has no text form to write into the environment file.
+    [("app_extra_env", {"FEATURES": ["a", "b"]}, "value of FEATURES must be text or a number")],
+    [("app_users", [{"username": "ops-a", "password": "p" * 16}, {"username": "ops-a", "password": "q" * 16}],
+      "lists ops-a more than once")],
+]
+
+
+@pytest.mark.parametrize("cases", BAD_INPUT, ids=lambda cases: "+".join(case[0] for case in cases))
 @release_independent
-def test_bad_input_fails_before_any_change_and_names_the_variable(variable, value, reason):
-    result = run_playbook("site.yml", "-e", json.dumps({variable: value}))
-    assert_refused_before_any_change(result, variable, reason)
+def test_bad_input_fails_before_any_change_and_names_the_variable(cases):
+    result = run_playbook("site.yml", "-e", json.dumps({variable: value for variable, value, _ in cases}))
+    refusals = re.findall(r"Action failed: (.*)", result.stdout + result.stderr)
+    for variable, _, reason in cases:
+        assert_refused_before_any_change(result, variable, reason)
+        if len(cases) > 1:
+            # Said of this variable, not of another one in the group.
+            assert any(line.startswith(variable) and reason in line for line in refusals), (variable, refusals)
 
 
 @release_independent
