@@ -20,7 +20,7 @@ from testlib import PROJECT_DIR, keyring_secrets, recap_counts, run_playbook, sc
 
 # Wrong values, each with what the refusal must say, grouped by the check
 # that refuses them: a check reports every wrong value it sees, so a group
-# is one run (a run per value cost this scenario about 5 s each, 50 times).
+# is one run (a run per value cost this scenario about 5 s each, 45 times).
 # Values that change what another value's message says (the timeouts are
 # checked against each other) are in different groups.
 BAD_INPUT = [
