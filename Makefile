@@ -47,7 +47,7 @@ HOST_PACKAGES := podman runc debootstrap uidmap slirp4netns openssh-client \
 	postgresql python3-venv rsync curl
 
 .PHONY: help bootstrap host-packages images render lint app-test test \
-	test-scenario demo demo-destroy bench clean
+	test-setup test-scenario demo demo-destroy bench clean
 
 help:
 	@echo "make demo            deploy the whole stack to a local container host"
@@ -117,8 +117,15 @@ app-test: host-packages $(APP_VENV)/$(STAMP)
 	cd $(BUILD)/app-test && DJANGO_DB_HOST=localhost DJANGO_DB_NAME=app_test \
 	  DJANGO_DB_USER=app_test DJANGO_DB_PASSWORD=app_test $(APP_VENV)/bin/pytest -q
 
-test: bootstrap images lint app-test render
+# The set-up steps run side by side: the image builds wait mostly on the
+# Debian mirror, the virtualenvs on PyPI, lint and the app's tests on the
+# CPU. Each step's output is printed whole when it ends. A failed step
+# fails the run before any scenario starts.
+test:
+	$(MAKE) --no-print-directory -j4 --output-sync=target test-setup
 	molecule/_shared/run-scenarios.sh "$(TEST_CHAIN_1)" "$(TEST_CHAIN_2)"
+
+test-setup: bootstrap images lint app-test render
 
 test-scenario: bootstrap render
 	@for d in $(sort $(MOLECULE_DISTRO) $(if $(filter $(SCENARIO),$(FLEET_SCENARIOS)),$(DISTROS))); do \
