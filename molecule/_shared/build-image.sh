@@ -35,7 +35,8 @@ trap 'rm -rf "$root"' EXIT
 echo "debootstrap ${suite} from ${mirror} into ${root}"
 debootstrap --variant=minbase \
   --include=systemd,systemd-sysv,dbus,openssh-server,sudo,python3,ca-certificates,iproute2,procps,libpam-systemd \
-  "$suite" "$root" "$mirror" >"${root}.log" 2>&1 || { tail -n 40 "${root}.log"; exit 1; }
+  "$suite" "$root" "$mirror" >"${root}.log" 2>&1 \
+  || { tail -n 40 "${root}.log"; echo "debootstrap failed; its whole log is kept in ${root}.log" >&2; exit 1; }
 rm -f "${root}.log"
 
 # Every container must get its own machine id and SSH host keys at first boot,
