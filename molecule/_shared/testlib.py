@@ -349,6 +349,29 @@ def add_migration(project, name, operations, preamble=""):
         )
 
 
+def git_commit(work, message):
+    """Commit everything in the project copy `work`, making it a git
+    repository first (branch `trunk`: not `main`, which a fork of an older
+    project may not have); return the commit's hash."""
+    if not os.path.isdir(os.path.join(work, ".git")):
+        subprocess.run(["git", "-C", work, "init", "--quiet", "--initial-branch=trunk"], check=True)
+    git = ["git", "-C", work, "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    subprocess.run(git + ["add", "--all"], check=True)
+    subprocess.run(git + ["commit", "--quiet", "--message", message], check=True)
+    return subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def publish_git_repository(host, work, path="/srv/test-repo.git"):
+    """Put a bare copy of the repository `work` at `path` on `host`, standing
+    in for your git server; return its URL."""
+    bare = os.path.join(tempfile.mkdtemp(dir=_scratch().name), "repo.git")
+    subprocess.run(["git", "clone", "--quiet", "--bare", work, bare], check=True)
+    copied = host.ansible("ansible.builtin.copy", f"src={bare}/ dest={path}/ mode=preserve",
+                          become=True, check=False)
+    assert not copied.get("failed"), copied
+    return f"file://{path}"
+
+
 def recap_counts(output):
     """{host: {"ok": n, "changed": n, ...}} from a PLAY RECAP."""
     counts = {}

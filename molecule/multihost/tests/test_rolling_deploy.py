@@ -1,11 +1,13 @@
 """A rolling deploy.yml across both app hosts, one at a time (the default),
 under load through the load balancer: no request fails, for a while the two
-hosts serve different releases, and the release's migration runs once."""
+hosts serve different releases, and the release's migration runs once.
+Then a release from git, one commit on every app host."""
+import json
 import os
 import re
 
 from conftest import APP_HOSTS, HOSTS
-from testlib import add_migration, project_variant, run_playbook
+from testlib import add_migration, git_commit, project_variant, publish_git_repository, run_playbook
 
 
 def _current_release(host):
@@ -57,3 +59,23 @@ def test_rolling_deploy_drops_no_request(hosts, load):
     assert _task_results(result.stdout, "app : Apply database migrations") == [("changed", HOSTS["app1"])]
     applied = hosts["app2"].check_output("/usr/local/sbin/app-manage showmigrations accounts")
     assert f"[X] {MIGRATION}" in applied, applied
+
+
+def test_a_git_release_is_one_commit_on_every_app_host(hosts):
+    """The branch is turned into a commit once, for every app host. Here each
+    app host has a repository of its own at the same URL, app2's one commit
+    ahead of app1's, as if a push had landed between the two hosts' fetches:
+    both build the commit the first app host (app1) was told of."""
+    work = project_variant("git", _add_migration)  # keeps the applied migration
+    told = git_commit(work, "Release 1")
+    url = publish_git_repository(hosts["app1"], work)
+    with open(os.path.join(work, "VARIANT"), "a") as variant:
+        variant.write("pushed while the hosts fetch\n")
+    git_commit(work, "Release 2")
+    assert publish_git_repository(hosts["app2"], work) == url
+
+    result = run_playbook("deploy.yml", "-e", json.dumps({"app_source_dir": "", "app_git_repo": url}))
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert _task_results(result.stdout, "app : Ask the git repository which commit the version names") == [
+        ("ok", HOSTS["app1"])]
+    assert {part: _current_release(hosts[part]) for part in APP_HOSTS} == {part: told[:12] for part in APP_HOSTS}

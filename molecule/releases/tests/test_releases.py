@@ -9,15 +9,16 @@ restart. The deploys that switch or fail run
 under a bounded load of token requests and authenticated GET /api/me/ calls
 over HTTPS.
 """
+import json
 import os
 import re
-import subprocess
 import time
 
 import pytest
 
-from testlib import (PROJECT_DIR, Load, add_migration, cut_off_playbook, gunicorn_main_pid, project_variant,
-                     recap_counts, run_playbook, table_locked, wait_until)
+from testlib import (PROJECT_DIR, Load, add_migration, cut_off_playbook, git_commit, gunicorn_main_pid,
+                     project_variant, publish_git_repository, recap_counts, run_playbook, table_locked,
+                     wait_until)
 
 RENDERED = os.path.join(PROJECT_DIR, "build", "app")
 RELEASES = "/srv/app/releases"
@@ -186,28 +187,21 @@ def test_deploying_the_running_version_again_changes_nothing(host, history):
 
 
 def test_release_from_a_git_repository(host, site, history):
-    """With no app_git_version, the repository's default branch: here not
-    `main`, which a fork of an older project may not have."""
-    # A repository on the app host itself, standing in for your git server.
+    """With no app_git_version, the repository's default branch (`trunk`).
+    The clone the hosts keep holds app_git_repo, which may carry a token:
+    only root reads it."""
     work = project_variant("G")
-    git = ["git", "-C", work, "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-    subprocess.run(git[:3] + ["init", "--quiet", "--initial-branch=trunk"], check=True)
-    subprocess.run(git + ["add", "--all"], check=True)
-    subprocess.run(git + ["commit", "--quiet", "--message", "Release G"], check=True)
-    commit = subprocess.run(git[:3] + ["rev-parse", "HEAD"], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    bare = work + ".git"
-    subprocess.run(["git", "clone", "--quiet", "--bare", work, bare], check=True)
-    copied = host.ansible("ansible.builtin.copy", f"src={bare}/ dest=/srv/test-repo.git/ mode=preserve",
-                          become=True, check=False)
-    assert not copied.get("failed"), copied
-
-    source = '{"app_source_dir": "", "app_git_repo": "file:///srv/test-repo.git"}'
+    commit = git_commit(work, "Release G")
+    # A repository on the app host itself.
+    url = publish_git_repository(host, work)
+    source = json.dumps({"app_source_dir": "", "app_git_repo": url})
     result = run_playbook("deploy.yml", "-e", source)
     assert result.returncode == 0, result.stdout[-4000:]
     history["G"] = commit[:12]
     assert _current_release(host) == history["G"]
     assert _served_release(site) == history["G"]
+    cache = host.file("/srv/app/repo")
+    assert (cache.user, cache.group, cache.mode) == ("root", "root", 0o700)
 
     # A repository whose HEAD names no branch that exists: the deploy stops
     # before anything switches, and says what to set.
