@@ -137,7 +137,7 @@ def test_database_settings_other_than_the_servers_are_refused_unprinted(host):
     release's migration check, after writing them into the app's
     environment file, where Gunicorn's next start would read them. The
     password is compared by digest; neither it nor its digest is printed,
-    even with -vv."""
+    even with -vvv."""
     names = run_playbook("site.yml", "-e", json.dumps({"app_db_name": "api_other", "app_db_user": "api_other"}))
     # Both in one run: every wrong item is reported.
     for variable, server in (("app_db_name", "postgresql_app_database"), ("app_db_user", "postgresql_app_user")):
@@ -145,13 +145,13 @@ def test_database_settings_other_than_the_servers_are_refused_unprinted(host):
     # The callback wraps long messages.
     assert 'got "api_other"' in " ".join((names.stdout + names.stderr).split()), names.stderr[-3000:]
     given = "not-the-servers-" + secrets.token_hex(8)
-    password = run_playbook("site.yml", "-vv", "-e", json.dumps({"app_db_password": given}))
+    password = run_playbook("site.yml", "-vvv", "-e", json.dumps({"app_db_password": given}))
     assert_refused_before_any_change(password, "app_db_password",
                                      "app_db_password must be the postgresql_app_password of the database server")
     output = password.stdout + password.stderr
     for name, value in {"the given password": given, "the server's": _deployed_secrets(host)["DJANGO_DB_PASSWORD"]}.items():
-        assert value not in output, f"{name} appears in the -vv output"
-        assert hashlib.sha256(value.encode()).hexdigest() not in output, f"{name}'s digest appears in the -vv output"
+        assert value not in output, f"{name} appears in the -vvv output"
+        assert hashlib.sha256(value.encode()).hexdigest() not in output, f"{name}'s digest appears in the -vvv output"
 
 
 @pytest.mark.parametrize(
@@ -412,17 +412,18 @@ def test_no_secret_is_in_a_file_others_can_read(host):
 
 @release_independent
 def test_no_secret_appears_in_verbose_output(host):
-    """Ops debug with -vv, which prints every task's result, loop items
+    """Ops debug with -vvv, which prints every task's result, loop items
     included (the checks of app_users and app_extra_env once printed each
-    user's password and each extra variable's value), and preview with
-    --check --diff, which prints the lines a file would change."""
+    user's password and each extra variable's value), and each module's
+    arguments; and preview with --check --diff, which prints the lines a
+    file would change."""
     extra_secret = "sk_test_" + secrets.token_hex(16)
     runs = [
-        run_playbook("site.yml", "-vv"),
+        run_playbook("site.yml", "-vvv"),
         # A value of app_extra_env may be a secret too (a third-party API
         # key); in check mode, so that the host keeps its environment, and
         # with --diff, which would print the environment file's change.
-        run_playbook("site.yml", "-vv", "--check", "--diff",
+        run_playbook("site.yml", "-vvv", "--check", "--diff",
                      "-e", json.dumps({"app_extra_env": {"THIRD_PARTY_API_KEY": extra_secret}})),
     ]
     for result in runs:
@@ -430,7 +431,7 @@ def test_no_secret_appears_in_verbose_output(host):
         output = result.stdout + result.stderr
         assert "task path:" in output
         for name, value in {**_deployed_secrets(host), "app_extra_env value": extra_secret}.items():
-            assert value not in output, f"{name} appears in the -vv output"
+            assert value not in output, f"{name} appears in the -vvv output"
 
 
 @release_independent

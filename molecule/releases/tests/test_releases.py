@@ -2,16 +2,18 @@
 
 The tests run in file order and build on each other, like the releases of a
 real project: A (converged), then B, a broken C and D, back to A, a release
-from git, enough more to be pruned, back to a release by name, a migration
-without the pre-migration dump, one kept waiting for a lock, a deploy
-stopped while it installs requirements, and a switch cut off before its
-restart. The deploys that switch or fail run
+from git (again over HTTP, with a token in the URL), enough more to be
+pruned, back to a release by name, a migration without the pre-migration
+dump, one kept waiting for a lock, a deploy stopped while it installs
+requirements, and a switch cut off before its restart. The deploys that
+switch or fail run
 under a bounded load of token requests and authenticated GET /api/me/ calls
 over HTTPS.
 """
 import json
 import os
 import re
+import secrets
 import time
 
 import pytest
@@ -213,6 +215,47 @@ def test_release_from_a_git_repository(host, site, history):
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0
     assert "app_git_version is empty" in output and "names none" in output, output[-3000:]
+    assert _current_release(host) == history["G"]
+    assert _served_release(site) == history["G"]
+
+
+@pytest.fixture
+def git_over_http(host):
+    """The repository of the test above served over plain (dumb) HTTP on
+    the app host's loopback: a URL that can carry credentials."""
+    host.run_expect([0], "git --git-dir=/srv/test-repo.git update-server-info")
+    host.run_expect([0], "systemd-run --unit=test-git-http python3 -m http.server"
+                         " --bind 127.0.0.1 --directory /srv 8123")
+    try:
+        assert wait_until(lambda: host.socket("tcp://127.0.0.1:8123").is_listening, timeout=30)
+        yield "127.0.0.1:8123/test-repo.git"
+    finally:
+        host.run("systemctl stop test-git-http")
+
+
+def test_a_token_in_the_git_url_stays_out_of_the_output(host, site, history, git_over_http):
+    """Ops debug a failed deploy with -vvv, which prints each module's
+    arguments: the git URL's token must not show, in a fetch that works or
+    in one that fails, and the clone that keeps it is root's alone."""
+    token = "ghp_" + secrets.token_hex(16)
+    source = json.dumps({"app_source_dir": "", "app_git_repo": f"http://deploy:{token}@{git_over_http}",
+                         "app_git_version": "trunk"})
+    result = run_playbook("deploy.yml", "-vvv", "-e", source)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert token not in output
+    assert _current_release(host) == history["G"]
+    # The clone keeps the URL (git needs it) where the app cannot read it.
+    assert host.run("runuser -u django -- cat /srv/app/repo/.git/config").rc != 0
+    assert token in host.check_output("cat /srv/app/repo/.git/config")
+
+    # A commit the repository does not have: the fetch fails, and says why.
+    missing = "0123456789abcdef0123456789abcdef01234567"
+    result = run_playbook("deploy.yml", "-vvv", "-e", source, "-e", f"app_git_version={missing}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert token not in output
+    assert f"Could not fetch {missing} of app_git_repo (http://***@{git_over_http})" in output, output[-3000:]
     assert _current_release(host) == history["G"]
     assert _served_release(site) == history["G"]
 
