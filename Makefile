@@ -75,7 +75,7 @@ host-packages:
 $(VENV)/$(STAMP): requirements-dev.txt | host-packages
 	$(HOST_PYTHON) -m venv --clear $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --require-hashes -r requirements-dev.txt
 	touch $@
 
 $(APP_VENV)/$(STAMP): app_template/requirements/test.txt | host-packages
@@ -99,10 +99,16 @@ render: $(APP_VENV)/$(STAMP)
 
 ## Checks ---------------------------------------------------------------
 
+# Every list of Python packages whose hashed lock (.txt beside it) `make`
+# installs; lint fails when a lock no longer satisfies its list.
+LOCKED_LISTS := requirements-dev.in bench/requirements.in \
+	app_template/requirements/base.in app_template/requirements/test.in
+
 lint: $(VENV)/$(STAMP)
 	yamllint --strict .
 	ansible-lint --profile production
 	python bench/check_requirements.py
+	python .ci/check_locks.py $(LOCKED_LISTS)
 
 # The app's tests need a PostgreSQL they may create test databases in: this
 # machine's own cluster, with a role made for the purpose.
@@ -148,7 +154,7 @@ BENCH_VENV := $(CURDIR)/.venv-bench
 
 $(BENCH_VENV)/$(STAMP): bench/requirements.txt | host-packages
 	$(HOST_PYTHON) -m venv --clear $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	$(BENCH_VENV)/bin/pip install -q --require-hashes -r bench/requirements.txt
 	touch $@
 
 # Rebuilds the demo host from scratch (the cold deploy is one of the

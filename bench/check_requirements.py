@@ -1,5 +1,5 @@
 """Fail if bench/run.py, or a module of this project it imports, imports a
-package that bench/requirements.txt does not install.
+package that bench/requirements.in does not list.
 
 `make bench` runs in its own virtualenv, and nothing in `make test` runs the
 bench itself (it takes minutes and rebuilds the demo host). When the tests'
@@ -25,7 +25,7 @@ def normalized(name):
 
 def required():
     names = set()
-    for line in (BENCH / "requirements.txt").read_text().splitlines():
+    for line in (BENCH / "requirements.in").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             names.add(normalized(re.split(r"[\s\[<>=!~;]", line, 1)[0]))
@@ -73,7 +73,7 @@ def main():
     # interpreter knows them; otherwise the two are taken to be the same.
     distributions = importlib.metadata.packages_distributions()
     missing = [
-        f"{path} imports {module}, which bench/requirements.txt does not install"
+        f"{path} imports {module}, which bench/requirements.in does not list"
         for module, path in sorted(third_party_imports(BENCH / "run.py").items())
         if not {normalized(d) for d in distributions.get(module, [module])} & have
     ]
