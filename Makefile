@@ -47,16 +47,17 @@ HOST_PACKAGES := podman runc debootstrap uidmap slirp4netns openssh-client \
 	postgresql python3-venv rsync curl
 
 .PHONY: help bootstrap host-packages images render lint app-test test \
-	test-setup test-scenario demo demo-destroy bench clean
+	test-setup test-scenario demo demo-destroy bench locks clean
 
 help:
 	@echo "make demo            deploy the whole stack to a local container host"
 	@echo "make demo-destroy    remove that host"
 	@echo "make test            install what is needed, then lint and run every test"
 	@echo "make test-scenario SCENARIO=name [MOLECULE_DISTRO=trixie]"
-	@echo "make lint            yamllint, ansible-lint and the bench's requirements"
+	@echo "make lint            yamllint, ansible-lint, the bench's requirements and the locks"
 	@echo "make app-test        the Django app's own tests against PostgreSQL"
 	@echo "make bench           rebuild the demo host and measure it (docs/benchmarks.md)"
+	@echo "make locks           regenerate the hashed locks after editing a requirements .in"
 
 ## Set-up ---------------------------------------------------------------
 
@@ -97,12 +98,28 @@ render: $(APP_VENV)/$(STAMP)
 	mkdir -p $(BUILD)/app
 	$(APP_VENV)/bin/django-admin startproject --template=app_template $(PROJECT_NAME) $(BUILD)/app
 
-## Checks ---------------------------------------------------------------
+## Locks ----------------------------------------------------------------
 
 # Every list of Python packages whose hashed lock (.txt beside it) `make`
-# installs; lint fails when a lock no longer satisfies its list.
+# installs; lint fails when a lock no longer satisfies its list. base.in
+# comes before test.in, which is constrained by base.txt.
 LOCKED_LISTS := requirements-dev.in bench/requirements.in \
 	app_template/requirements/base.in app_template/requirements/test.in
+LOCK_VENV := $(BUILD)/pip-tools
+
+# After editing a .in: regenerate the locks. pip-compile keeps every pin
+# a list still allows, so only what the edit needs moves; delete a lock
+# first to take every package's newest release.
+locks: | host-packages
+	[ -x $(LOCK_VENV)/bin/pip-compile ] || { $(HOST_PYTHON) -m venv --clear $(LOCK_VENV) \
+	  && $(LOCK_VENV)/bin/pip install -q pip-tools==7.7.0; }
+	@for list in $(LOCKED_LISTS); do \
+	  echo "locking $$list"; \
+	  (cd "$$(dirname $$list)" && $(LOCK_VENV)/bin/pip-compile -q --allow-unsafe --generate-hashes \
+	    --no-emit-find-links --no-emit-index-url --strip-extras "$$(basename $$list)") || exit 1; \
+	done
+
+## Checks ---------------------------------------------------------------
 
 lint: $(VENV)/$(STAMP)
 	yamllint --strict .

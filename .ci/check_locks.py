@@ -62,7 +62,7 @@ def main(paths):
     for problem in found:
         print(problem, file=sys.stderr)
     if found:
-        print("Regenerate the lock with the pip-compile command in its header.", file=sys.stderr)
+        print("Regenerate the locks: make locks (or the pip-compile command in a lock's header).", file=sys.stderr)
     return 1 if found else 0
 
 
