@@ -6,6 +6,7 @@
     postgresql_app_user is sql_name
     app_user is own_account
     app_root is own_directory
+    backup_copy_writable_paths | reject("writable_directory")
     backup_dir is apart_from([app_root, app_media_root])
     app_media_root is within(app_root)
 
@@ -27,6 +28,13 @@ directory to the app or lock others out of it. Names and directories the
 system or this stack's packages already use are refused; the lists below
 are Debian's fixed accounts (base-passwd) and the directories of the
 filesystem hierarchy that hold other software's files.
+
+A path a root service may write to (the backup's copy command, which also
+reaches the network) is a hole in its sandbox: given `/`, `/etc` or a
+directory inside `/usr`, the command could rewrite the system. Such paths
+must be directories of their own (as above) and outside the trees that hold
+the system's programs, configuration, runtime state and the database's
+files.
 
 Two roles (or two parts of one) that each own a directory must not be
 given the same one, or one inside the other: each run would set its owner
@@ -73,6 +81,13 @@ SYSTEM_DIRECTORIES = frozenset(
     + [f"/var/lib/{d}" for d in "apt dpkg nginx postgresql systemd".split()]
     + [f"/var/log/{d}" for d in "journal nginx postgresql".split()]
     + ["/run/postgresql", "/run/systemd"]
+)
+
+# Trees a path a service is let write to stays out of, at any depth: the
+# system's programs, configuration and runtime state, and the database's files.
+SYSTEM_TREES = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+    "/proc", "/run", "/sbin", "/sys", "/usr", "/var/lib/postgresql",
 )
 
 SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -122,6 +137,13 @@ def own_directory(value):
     )
 
 
+def writable_directory(value):
+    """A directory of its own (own_directory) outside SYSTEM_TREES: one a
+    sandboxed root service may be let write to."""
+    return own_directory(value) and all(
+        value != tree and not within(value, tree) for tree in SYSTEM_TREES)
+
+
 def within(value, directory):
     """Strictly inside `directory` (both written plainly)."""
     return isinstance(value, str) and value.startswith(directory.rstrip("/") + "/")
@@ -156,6 +178,7 @@ class TestModule:
             "account_name": account_name,
             "own_account": own_account,
             "own_directory": own_directory,
+            "writable_directory": writable_directory,
             "within": within,
             "apart_from": apart_from,
         }

@@ -89,11 +89,20 @@ BAD_INPUT = [
     ],
     # Not the group Gunicorn runs with: the app could not read its keys.
     [("jwt_keys_group", "api_keys", "must be the app's group, app_group")],
-    [("backup_dir", "/var/backups", "not a system one such as /, /var/backups")],
+    [
+        ("backup_dir", "/var/backups", "not a system one such as /, /var/backups"),
+        # The copy command runs as root: "/" would undo its unit's
+        # ProtectSystem=strict, /etc/... let it rewrite the configuration.
+        # Only the path refused is named.
+        ("backup_copy_writable_paths", ["/mnt/offsite", "/"],
+         'such as /, /root or /var/lib, nor inside /etc, /usr, /boot, /run or /var/lib/postgresql (got ["/"])'),
+    ],
+    [("backup_copy_writable_paths", ["/etc/rclone"], "nor inside /etc, /usr")],
     # Two owners and modes for one directory, set back and forth; and
     # media the app may write to inside its own releases.
     [("app_media_root", "/srv/app/releases/uploads", "apart from its releases")],
     [("backup_dir", "/srv/app/media", "must be apart from the app's directories")],
+    [("backup_copy_writable_paths", ["/srv/app"], "must be apart from the app's directories")],
     [("jwt_keys_file", "/srv/app/media/keyring.json", "in a directory apart from the app's")],
     # Written into nginx's configuration unquoted.
     [
