@@ -372,11 +372,13 @@ def test_backup_and_restore_playbooks_refuse_bad_input_before_acting(host, datab
 def test_copy_command_runs_in_the_sandbox_with_its_credentials(host, database):
     # As an off-site copy does: read credentials under /root, write outside
     # the host's backup directory (here a stand-in for a mounted share).
-    offsite = "/srv/offsite"
+    # A second share, not mounted (its directory missing), must not stop
+    # the unit: systemd refuses to start one whose ReadWritePaths= is missing.
+    offsite, unmounted = "/srv/offsite", "/srv/offsite-unmounted"
     host.run_expect([0], f"mkdir -p {offsite} && echo token-{uuid.uuid4().hex} > /root/.offsite-token")
     copy = {
         "backup_copy_command": f'cp "$1" {offsite}/ && cp /root/.offsite-token {offsite}/token-seen',
-        "backup_copy_writable_paths": [offsite],
+        "backup_copy_writable_paths": [offsite, unmounted],
     }
     try:
         result = run_playbook("site.yml", "-e", json.dumps(copy))
