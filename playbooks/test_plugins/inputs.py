@@ -140,8 +140,7 @@ def own_directory(value):
 def writable_directory(value):
     """A directory of its own (own_directory) outside SYSTEM_TREES: one a
     sandboxed root service may be let write to."""
-    return own_directory(value) and all(
-        value != tree and not within(value, tree) for tree in SYSTEM_TREES)
+    return own_directory(value) and apart_from(value, SYSTEM_TREES)
 
 
 def within(value, directory):
